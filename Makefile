@@ -1,0 +1,19 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each creates .venv on first use (scripts/install.sh) and reuses it after.
+PY := .venv/bin/python
+
+.PHONY: venv demo test lint bench
+venv:
+	@bash scripts/install.sh
+
+demo: venv
+	$(PY) -m taml.demo
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check taml tests benchmarks main.py data
+
+bench: venv
+	$(PY) benchmarks/sampler.py

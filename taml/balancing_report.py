@@ -1,0 +1,77 @@
+"""The balancing-variable printouts of the original, and plots of their tendencies.
+
+- "Gamma for task imbalance": one row per task sorted by support size N, exp(γ) for
+  conv1..conv4 and the classifier. Expected: γ grows with N (large tasks trust their own
+  data more and take larger steps).
+- "Omega for class imbalance": per task, the class counts sorted ascending, ``-->``, and
+  softmax(ω) in the same order. Expected: smaller classes get larger ω.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense")
+
+
+def gamma_table(support_sizes: np.ndarray, gamma: np.ndarray) -> list[str]:
+    """``support_sizes`` ``[T]``, ``gamma`` = exp(γ) ``[T, 5]``."""
+    lines = ["*** Gamma for task imbalance ***", " " * 16 + "".join(f"{n:>7}" for n in LAYERS)]
+    for t in np.argsort(support_sizes, kind="stable"):
+        values = "".join(f"{g:7.3f}" for g in gamma[t])
+        lines.append(f"task {t:2d}: N={support_sizes[t]:3d} {values}")
+    return lines
+
+
+def omega_table(class_counts: np.ndarray, omega: np.ndarray) -> list[str]:
+    """``class_counts`` ``[T, way]``, ``omega`` = softmax(ω) ``[T, way]``; rows sorted by
+    task size, columns by class size."""
+    way = class_counts.shape[1]
+    header = " " * 8 + "".join(f"{f'C{c + 1}':>4}" for c in range(way)) + "    " + "".join(
+        f"{f'C{c + 1}':>6}" for c in range(way))
+    lines = ["*** Omega for class imbalance ***", header]
+    for t in np.argsort(class_counts.sum(1), kind="stable"):
+        order = np.argsort(class_counts[t], kind="stable")
+        counts = "".join(f"{n:4d}" for n in class_counts[t][order])
+        weights = "".join(f"{w:6.3f}" for w in omega[t][order])
+        lines.append(f"task {t:2d}:{counts} -->{weights}")
+    return lines
+
+
+def plot_tendencies(
+    path: Path | str, title: str, class_counts: np.ndarray, values: dict[str, np.ndarray]
+) -> Path | None:
+    """γ against task size and ω against class size, one PNG; None when neither is on."""
+    if not values:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("gamma", "omega") if k in values]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, key in zip(axes[0], panels, strict=True):
+        if key == "gamma":
+            sizes = class_counts.sum(1)
+            for layer, name in enumerate(LAYERS):
+                ax.scatter(sizes, values["gamma"][:, layer], s=12, label=name)
+            ax.set_xlabel("task size N (support images)")
+            ax.set_ylabel("exp(γ): step scale")
+            ax.set_title("γ for task imbalance")
+            ax.legend(fontsize=8)
+        else:
+            counts = class_counts.ravel()
+            weights = values["omega"].ravel() * class_counts.shape[1]
+            ax.scatter(counts, weights, s=10, alpha=0.6)
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("class size N_c (support images)")
+            ax.set_ylabel("way × softmax(ω): class weight (1 = uniform)")
+            ax.set_title("ω for class imbalance")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,196 @@
+"""The run configuration: one frozen dataclass, built once from the command line.
+
+Flag names and defaults are the original code's (``haebeom-lee/l2b`` main.py); the flags it
+lacked are marked "taml" in their help. Invalid combinations fail at parse time with a
+message that says what to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+
+SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "meta_train"
+    gpu_id: int = 0
+    device: str = "auto"
+    savedir: str | None = None
+    save_freq: int = 10000
+    n_train_iters: int = 50000
+    n_test_episodes: int = 1000
+    id_dataset: tuple[str, ...] = ("cifar",)
+    ood_dataset: tuple[str, ...] = ("svhn",)
+    way: int = 5
+    max_shot: int = 50
+    query: int = 15
+    n_steps: int = 5
+    inner_lr: float = 0.5
+    metabatch: int = 4
+    meta_lr: float = 1e-3
+    alpha_on: bool = False
+    omega_on: bool = False
+    gamma_on: bool = False
+    z_on: bool = False
+    n_mc_samples: int = 0
+    # taml additions
+    seed: int = 0
+    data_root: str | None = None
+    image_size: int | None = None
+    sampler_mode: str = "both"
+    first_order: bool = False
+    val_freq: int = 10000
+    n_val_episodes: int = 3000
+    print_freq: int = 1000
+    log_freq: int = 100
+    task_batching: str = "vmap"
+    progress: bool = True
+
+    @property
+    def method(self) -> str:
+        """A short name of the learner these switches make (for paths and tables)."""
+        balancing = self.omega_on or self.gamma_on or self.z_on
+        if not balancing:
+            return "meta_sgd" if self.alpha_on else "maml"
+        if self.alpha_on and self.omega_on and self.gamma_on and self.z_on:
+            return "taml"
+        on = [n for n in ("alpha", "omega", "gamma", "z") if getattr(self, f"{n}_on")]
+        return "taml_" + "_".join(on)
+
+    @property
+    def resolved_savedir(self) -> str:
+        if self.savedir:
+            return self.savedir
+        return f"./results/{'+'.join(self.id_dataset)}/{self.method}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def dataset_list(text: str) -> tuple[str, ...]:
+    """``'aircraft, quickdraw'`` -> ``('aircraft', 'quickdraw')`` (the original's str2list)."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one dataset name")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="MAML, Meta-SGD and Bayesian TAML on imbalanced and OOD few-shot tasks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = Config()
+    p.add_argument("--mode", choices=["meta_train", "meta_test"], default=d.mode)
+    p.add_argument("--gpu_id", type=int, default=d.gpu_id, help="CUDA device index")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device,
+                   help="taml: auto = cuda:<gpu_id> when available, else cpu")
+    p.add_argument("--savedir", default=d.savedir,
+                   help="checkpoints, logs and results (default ./results/<id>/<method>)")
+    p.add_argument("--save_freq", type=int, default=d.save_freq)
+    p.add_argument("--n_train_iters", type=int, default=d.n_train_iters)
+    p.add_argument("--n_test_episodes", type=int, default=d.n_test_episodes)
+    p.add_argument("--n_test_episode", type=int, dest="n_test_episodes", help=argparse.SUPPRESS)
+    p.add_argument("--id_dataset", type=dataset_list, default=d.id_dataset,
+                   help="comma-separated in-distribution datasets, or folder:PATH")
+    p.add_argument("--ood_dataset", type=dataset_list, default=d.ood_dataset,
+                   help="comma-separated out-of-distribution datasets, or folder:PATH")
+    p.add_argument("--way", type=int, default=d.way)
+    p.add_argument("--max_shot", type=int, default=d.max_shot, help="shots are 1..max_shot")
+    p.add_argument("--query", type=int, default=d.query, help="query images per class")
+    p.add_argument("--n_steps", type=int, default=d.n_steps, help="inner gradient steps")
+    p.add_argument("--inner_lr", type=float, default=d.inner_lr,
+                   help="inner step size when --alpha_on is off")
+    p.add_argument("--metabatch", type=int, default=d.metabatch, help="tasks per meta-batch")
+    p.add_argument("--meta_lr", type=float, default=d.meta_lr, help="Adam's learning rate")
+    p.add_argument("--alpha_on", action="store_true", help="Meta-SGD per-parameter step sizes")
+    p.add_argument("--omega_on", action="store_true", help="ω: class-imbalance loss weights")
+    p.add_argument("--gamma_on", action="store_true", help="γ: task-imbalance step scales")
+    p.add_argument("--z_on", action="store_true", help="z: OOD modulation of the init")
+    p.add_argument("--n_mc_samples", type=int, default=d.n_mc_samples,
+                   help="meta-test posterior samples averaged (0 = posterior means)")
+    p.add_argument("--seed", type=int, default=d.seed, help="taml: seed of every generator")
+    p.add_argument("--data_root", default=d.data_root,
+                   help="taml: folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
+    p.add_argument("--image_size", type=int, default=d.image_size,
+                   help="taml: image size of folder:PATH datasets (default 32)")
+    p.add_argument("--sampler_mode", choices=list(SAMPLER_MODES), default=d.sampler_mode,
+                   help="taml: imbalance of episodes: both (original mode 1), class (2), task (3)")
+    p.add_argument("--first_order", action="store_true",
+                   help="taml: first-order meta-gradients (less memory)")
+    p.add_argument("--val_freq", type=int, default=d.val_freq,
+                   help="taml: meta-validate every this many iterations")
+    p.add_argument("--n_val_episodes", type=int, default=d.n_val_episodes,
+                   help="taml: episodes per meta-validation and dataset")
+    p.add_argument("--print_freq", type=int, default=d.print_freq,
+                   help="taml: print the balancing-variable tables every this many iterations")
+    p.add_argument("--log_freq", type=int, default=d.log_freq,
+                   help="taml: log the training statistics every this many iterations")
+    p.add_argument("--task_batching", choices=["vmap", "loop"], default=d.task_batching,
+                   help="taml: run the tasks of a meta-batch together (vmap) or one by one")
+    p.add_argument("--no_progress", dest="progress", action="store_false",
+                   help="taml: no tqdm progress bars")
+    return p
+
+
+def _check(cfg: Config) -> None:
+    """Raises ValueError naming the flag to change for an invalid combination."""
+    positive = ["way", "max_shot", "query", "metabatch", "n_train_iters", "n_test_episodes",
+                "save_freq", "val_freq", "n_val_episodes", "print_freq", "log_freq"]
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.way < 2:
+        raise ValueError(f"--way must be at least 2 for classification, got {cfg.way}")
+    if cfg.n_steps < 0:
+        raise ValueError(f"--n_steps must be 0 or more, got {cfg.n_steps}")
+    if cfg.n_mc_samples < 0:
+        raise ValueError(f"--n_mc_samples must be 0 (posterior means) or more, got "
+                         f"{cfg.n_mc_samples}")
+    if cfg.inner_lr <= 0 or cfg.meta_lr <= 0:
+        raise ValueError("--inner_lr and --meta_lr must be positive")
+    if cfg.n_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
+        raise ValueError("--n_mc_samples samples the balancing variables; switch on at least "
+                         "one of --omega_on --gamma_on --z_on, or use --n_mc_samples 0")
+    if cfg.image_size is not None and cfg.image_size not in (32, 84):
+        raise ValueError(f"--image_size must be 32 or 84 (the conv net's input sizes), got "
+                         f"{cfg.image_size}")
+    if len(set(cfg.id_dataset)) != len(cfg.id_dataset):
+        raise ValueError(f"--id_dataset lists a dataset twice: {','.join(cfg.id_dataset)}")
+    from taml.data.registry import DatasetError, get_spec
+
+    try:
+        id_specs = [get_spec(n, cfg.image_size) for n in cfg.id_dataset]
+        ood_specs = [get_spec(n, cfg.image_size) for n in cfg.ood_dataset]
+    except DatasetError as error:
+        raise ValueError(str(error)) from error
+    for spec in id_specs:
+        if "train" not in spec.splits:
+            raise ValueError(f"'{spec.name}' has no meta-training split (it is an OOD "
+                             "dataset); use it as --ood_dataset, not --id_dataset")
+    sizes = {s.name: s.image_size for s in id_specs + ood_specs}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"datasets of different image sizes cannot be mixed: {sizes}. "
+                         "Pair 32-pixel datasets with 32-pixel ones (cifar/svhn, the "
+                         "multi-dataset group, synthetic) and 84 with 84 (mimgnet/cub)")
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
+    try:
+        _check(cfg)
+    except ValueError as error:
+        parser.error(str(error))
+    return cfg
+
+
+def image_size_of(cfg: Config) -> int:
+    from taml.data.registry import get_spec
+
+    return get_spec(cfg.id_dataset[0], cfg.image_size).image_size

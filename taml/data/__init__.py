@@ -1,0 +1,1 @@
+"""Dataset store, registry, generators and the episode sampler."""

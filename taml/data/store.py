@@ -1,0 +1,166 @@
+"""The one on-disk format of every dataset split.
+
+A split is one uncompressed ``.npz`` file, ``<data_root>/<name>/<split>.npz``, holding
+
+- ``images``: uint8 ``[N, H, W, 3]``, sorted by label;
+- ``labels``: int64 ``[N]``, values ``0..C-1``, non-decreasing;
+- ``class_names``: unicode ``[C]``;
+- ``format_version``: int scalar.
+
+Writes are atomic (a temporary file in the same folder, fsync, then ``os.replace``), so a
+killed writer leaves either the old file or none, never one that loads. Zip members carry
+CRC-32 checksums that numpy verifies on read, so flipped bytes are caught on load too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from taml.data.registry import DatasetError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split in memory. ``class_offsets[c]:class_offsets[c+1]`` are class c's rows."""
+
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labels: np.ndarray  # int64 [N]
+    class_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def class_offsets(self) -> np.ndarray:
+        counts = np.bincount(self.labels, minlength=self.n_classes)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @property
+    def class_sizes(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.n_classes).astype(np.int64)
+
+
+def make_split(images: np.ndarray, labels: np.ndarray, class_names) -> SplitData:
+    """Builds a validated, label-sorted :class:`SplitData` from arrays in any order."""
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int64)
+    order = np.argsort(labels, kind="stable")
+    split = SplitData(np.ascontiguousarray(images[order]), labels[order], tuple(class_names))
+    _validate(split, source="the arrays given")
+    return split
+
+
+def _validate(split: SplitData, source: str, image_size: int | None = None) -> None:
+    images, labels = split.images, split.labels
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DatasetError(
+            f"{source}: images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}"
+        )
+    if images.shape[1] != images.shape[2]:
+        raise DatasetError(f"{source}: images must be square, got {images.shape[1:3]}")
+    if image_size is not None and images.shape[1] != image_size:
+        raise DatasetError(
+            f"{source}: images are {images.shape[1]}x{images.shape[2]}, expected "
+            f"{image_size}x{image_size}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DatasetError(f"{source}: {len(labels)} labels for {len(images)} images")
+    n_classes = len(split.class_names)
+    if n_classes == 0 or len(labels) == 0:
+        raise DatasetError(f"{source}: the split is empty")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise DatasetError(f"{source}: labels outside 0..{n_classes - 1}")
+    if np.any(np.diff(labels) < 0):
+        raise DatasetError(f"{source}: labels are not sorted (write it with save_split)")
+    empty = np.flatnonzero(np.bincount(labels, minlength=n_classes) == 0)
+    if len(empty):
+        raise DatasetError(f"{source}: class '{split.class_names[empty[0]]}' has no images")
+
+
+def split_path(directory: Path | str, split: str) -> Path:
+    return Path(directory) / f"{split}.npz"
+
+
+def save_split(directory: Path | str, split: str, data: SplitData) -> Path:
+    """Writes ``data`` atomically to ``<directory>/<split>.npz`` and returns the path."""
+    _validate(data, source=f"split '{split}'")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = split_path(directory, split)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{split}.", suffix=".npz.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(
+                handle,
+                images=data.images,
+                labels=data.labels,
+                class_names=np.array(data.class_names, dtype=np.str_),
+                format_version=np.int64(FORMAT_VERSION),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, final)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def load_split(
+    directory: Path | str,
+    split: str,
+    *,
+    fix_hint: str,
+    image_size: int | None = None,
+) -> SplitData:
+    """Loads and validates ``<directory>/<split>.npz``.
+
+    ``fix_hint`` is the command that (re)creates the file; every error names it.
+    """
+    path = split_path(directory, split)
+    if not path.is_file():
+        raise DatasetError(f"{path} not found. Create it with: {fix_hint}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"images", "labels", "class_names", "format_version"} - set(archive.files)
+            if missing:
+                raise DatasetError(
+                    f"{path} lacks {sorted(missing)}; it is not a taml store. "
+                    f"Recreate it with: {fix_hint} --force"
+                )
+            version = int(archive["format_version"])
+            if version != FORMAT_VERSION:
+                raise DatasetError(
+                    f"{path} has format version {version}, this taml reads {FORMAT_VERSION}. "
+                    f"Recreate it with: {fix_hint} --force"
+                )
+            data = SplitData(
+                images=archive["images"],
+                labels=archive["labels"].astype(np.int64, copy=False),
+                class_names=tuple(str(n) for n in archive["class_names"]),
+            )
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+        raise DatasetError(
+            f"{path} is corrupt or incomplete ({type(error).__name__}: {error}). "
+            f"Recreate it with: {fix_hint} --force"
+        ) from error
+    try:
+        _validate(data, source=str(path), image_size=image_size)
+    except DatasetError as error:
+        raise DatasetError(f"{error}. Recreate it with: {fix_hint} --force") from error
+    return data

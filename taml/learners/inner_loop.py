@@ -1,0 +1,108 @@
+"""The one inner loop that MAML, Meta-SGD and Bayesian TAML share.
+
+For one task (Lee et al. 2020, eq. 4-6 and the original code):
+
+1. z modulates the initialisation (OOD): every conv kernel is scaled per output channel,
+   ``w <- w * (1 + z_w[l])``, every conv bias shifted, ``b <- b + z_b[l]``; the classifier
+   is not modulated.
+2. Each of ``n_steps`` steps takes the per-class support losses
+   ``L_c = (sum of the losses of class c) * way / N`` (N real support rows) and weighs
+   them with ``softmax(ω)`` (class imbalance), or averages them over classes when ω is off.
+3. ``θ <- θ - step * exp(γ_l) * ∇θ``, with ``step`` = α (Meta-SGD) or ``inner_lr`` and
+   ``γ_l`` the task-imbalance scale of θ's layer (1 when γ is off).
+
+What the outer gradient flows through: everything. ``θ``, α, the batch-norm shifts and the
+balancing variables (ω, γ, z, themselves functions of the inference network) all reach the
+query loss through every inner step, second-order by default (``torch.func.grad`` keeps the
+inner gradients differentiable). With ``first_order=True`` the inner gradients are detached:
+θ, α, γ and the BN shifts still get gradients through the update's direct path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad
+
+from taml.learners import base_learner
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InnerLoopConfig:
+    n_steps: int
+    inner_lr: float
+    first_order: bool = False
+
+
+def per_class_losses(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, way: int
+) -> torch.Tensor:
+    """``[way]``: L_c = (sum of class c's cross-entropies) * way / N, over real rows only.
+
+    ``logits`` ``[N, way]``; ``labels`` ``[N]`` (-1 on padding); ``mask`` ``[N]`` 0/1.
+    L_c is a *sum* over the class's rows, so large classes dominate the unweighted mean:
+    the imbalance that ω learns to correct.
+    """
+    # a comparison, not F.one_hot (which checks values, impossible under vmap); rows
+    # labelled -1 (padding) come out all zero, and the mask zeroes them once more
+    classes = torch.arange(way, device=labels.device)
+    one_hot = (labels.unsqueeze(1) == classes).to(logits.dtype) * mask.unsqueeze(1)
+    losses = -(one_hot * F.log_softmax(logits, dim=1)).sum(1)  # [N], 0 on padding
+    return (one_hot.T @ losses) * way / mask.sum()
+
+
+def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torch.Tensor:
+    """Σ_c softmax(ω)_c L_c with ω on; the mean over classes otherwise."""
+    if omega is None:
+        return class_losses.mean()
+    return (torch.softmax(omega, dim=-1) * class_losses).sum()
+
+
+def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
+    """Applies z (``[4, 32]`` each) to the conv layers' initialisation."""
+    out = dict(params)
+    for l in range(base_learner.N_BLOCKS):
+        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
+        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
+    return out
+
+
+def adapt(
+    params: Params,
+    bn_shifts: Params,
+    step_sizes: Params | float,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    support_mask: torch.Tensor,
+    config: InnerLoopConfig,
+    omega: torch.Tensor | None = None,
+    layer_scales: torch.Tensor | None = None,
+) -> Params:
+    """Runs the inner loop for one task and returns the adapted parameters.
+
+    ``params``: the (z-modulated) initialisation, keys ``base_learner.ADAPTED_KEYS``.
+    ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
+    ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1).
+    ``omega`` ``[way]`` or None; ``layer_scales`` ``[5]`` = exp(γ) or None.
+    """
+    way = params["dense_b"].shape[-1]
+
+    def loss_fn(current: Params) -> torch.Tensor:
+        logits = base_learner.forward(current, bn_shifts, support_x, support_mask)
+        return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+
+    for _ in range(config.n_steps):
+        grads = grad(loss_fn)(params)
+        updated = {}
+        for key, value in params.items():
+            g = grads[key].detach() if config.first_order else grads[key]
+            step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
+            if layer_scales is not None:
+                step = step * layer_scales[base_learner.layer_index(key)]
+            updated[key] = value - step * g
+        params = updated
+    return params

@@ -1,0 +1,191 @@
+"""Meta-training: the outer loop, validation, balancing tables and checkpoints.
+
+Re-running the same command on the same ``--savedir`` continues from the last checkpoint
+(``checkpoint.pt``: model, optimizer, iteration and every random state), and the resumed
+run ends with exactly the parameters of an uninterrupted one. ``best.pt`` holds the model
+with the best validation score (mean ID accuracy + mean OOD accuracy), which meta-test uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taml import checkpoint
+from taml.balancing_report import gamma_table, omega_table, plot_tendencies
+from taml.config import Config
+from taml.evaluate import check_compatible, episode_accuracies
+from taml.experiment import (
+    RandomStreams,
+    build_learner,
+    evaluation_rng,
+    resolve_device,
+    samplers_for,
+)
+from taml.learners.meta_learner import meta_objective
+from taml.logs import RunLog
+
+GRAD_CLIP = 3.0  # element-wise, as the original
+N_TABLE_TASKS = 10
+N_PLOT_TASKS = 100
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def _validate(cfg, learner, id_val, ood_val, device, iteration, log) -> dict:
+    learner.eval()
+    result = {"iteration": iteration, "id": {}, "ood": {}}
+    for role, samplers in (("id", id_val), ("ood", ood_val)):
+        for name, sampler in samplers.items():
+            acc = episode_accuracies(
+                learner, sampler, cfg.n_val_episodes, cfg.metabatch,
+                evaluation_rng(cfg.seed, 1, iteration), device,
+                task_batching=cfg.task_batching, desc=f"validate {role}/{name}",
+                progress=cfg.progress,
+            )
+            result[role][name] = float(100 * acc.mean())
+    learner.train()
+    score = float(np.mean(list(result["id"].values())))
+    if result["ood"]:
+        score += float(np.mean(list(result["ood"].values())))
+    result["score"] = score
+    parts = [f"{role}/{n} acc {a:.2f}" for role in ("id", "ood") for n, a in result[role].items()]
+    log.line(f"val    iter {iteration}: " + ", ".join(parts) + f" (score {score:.2f})")
+    return result
+
+
+def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir) -> None:
+    pairs = [("ID", id_val)] + ([("OOD", ood_val)] if ood_val else [])
+    for flag, samplers in pairs:
+        name, sampler = next(iter(samplers.items()))
+        batch = sampler.sample(N_PLOT_TASKS, evaluation_rng(cfg.seed, 2, iteration)).to(device)
+        values = {k: v.cpu().numpy() for k, v in learner.balancing_means(batch).items()}
+        counts = batch.class_counts.cpu().numpy()
+        log.line(f"\n{flag} ({name}, validation tasks, iteration {iteration})")
+        if "gamma" in values:
+            for line in gamma_table(counts[:N_TABLE_TASKS].sum(1),
+                                    values["gamma"][:N_TABLE_TASKS]):
+                log.line(line)
+        if "omega" in values:
+            for line in omega_table(counts[:N_TABLE_TASKS], values["omega"][:N_TABLE_TASKS]):
+                log.line(line)
+        plot_tendencies(savedir / f"balancing_{flag.lower()}.png",
+                        f"{flag} {name}: {N_PLOT_TASKS} validation tasks, iteration {iteration}",
+                        counts, values)
+
+
+def _state(cfg, learner, optimizer, streams, iteration, history) -> dict:
+    return {"config": cfg.to_dict(), "learner": learner.state_dict(),
+            "optimizer": optimizer.state_dict(), "iteration": iteration,
+            "random": streams.state(), "validation": history}
+
+
+def meta_train(cfg: Config) -> dict:
+    """Meta-trains (or resumes) and returns the final state's summary."""
+    savedir = Path(cfg.resolved_savedir)
+    savedir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg)
+    id_train = samplers_for(cfg, cfg.id_dataset, "train")
+    id_val = samplers_for(cfg, cfg.id_dataset, "valid")
+    ood_val = samplers_for(cfg, cfg.ood_dataset, "valid")
+
+    learner = build_learner(cfg).to(device)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.meta_lr)
+    streams = RandomStreams.from_seed(cfg.seed)
+    log = RunLog(savedir / "train.log")
+    history: list[dict] = []
+    start = 1
+    latest = savedir / checkpoint.LATEST
+    if latest.is_file():
+        state = checkpoint.load(latest, device)
+        check_compatible(state["config"], cfg)
+        learner.load_state_dict(state["learner"])
+        optimizer.load_state_dict(state["optimizer"])
+        streams.restore(state["random"])
+        history = state["validation"]
+        start = state["iteration"] + 1
+        log.line(f"Resuming from {latest} at iteration {state['iteration']}")
+    else:
+        (savedir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log.line(json.dumps(cfg.to_dict()))
+    best_score = max((h["score"] for h in history), default=-np.inf)
+    last_saved = start - 1
+
+    metrics_path = savedir / "train_metrics.csv"
+    new_csv = not metrics_path.is_file() or start == 1
+    metrics_file = open(metrics_path, "w" if new_csv else "a", newline="")
+    metrics = csv.writer(metrics_file)
+    if new_csv:
+        metrics.writerow(["iteration", "cross_entropy", "kl", "accuracy", "seconds_per_iter"])
+    names = list(id_train)
+    window = {"cross_entropy": [], "kl": [], "accuracy": []}
+    window_start = time.perf_counter()
+    bar = tqdm(range(start, cfg.n_train_iters + 1), initial=start - 1, total=cfg.n_train_iters,
+               desc=f"meta-train {cfg.method}", disable=not cfg.progress, unit="it")
+    learner.train()
+    for iteration in bar:
+        # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
+        sampler = id_train[names[iteration % len(names)]]
+        batch = sampler.sample(cfg.metabatch, streams.episodes).to(device)
+        outputs = learner(batch, sample=True, generator=streams.posterior,
+                          task_batching=cfg.task_batching)
+        loss, per_task = meta_objective(outputs, batch)
+        if not torch.isfinite(loss):
+            metrics_file.close()
+            raise TrainingDiverged(
+                f"iteration {iteration}: the meta-objective is {loss.item()}. The last good "
+                f"checkpoint ({latest.name}, iteration {last_saved}) is kept; lower --meta_lr "
+                "or --inner_lr and rerun the same command to resume from it."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in learner.parameters():
+            if p.grad is not None:
+                p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
+        optimizer.step()
+
+        for key in window:
+            window[key].append(per_task[key].detach().mean().item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{100 * window['accuracy'][-1]:.1f}")
+
+        if iteration % cfg.log_freq == 0:
+            means = {k: float(np.mean(v)) for k, v in window.items()}
+            seconds = (time.perf_counter() - window_start) / len(window["accuracy"])
+            log.line(f"train  iter {iteration}: cross-entropy {means['cross_entropy']:.4f}, "
+                     f"kl {means['kl']:.4f}, acc {100 * means['accuracy']:.2f} "
+                     f"({seconds:.2f} s/iter)")
+            metrics.writerow([iteration, means["cross_entropy"], means["kl"],
+                              means["accuracy"], seconds])
+            metrics_file.flush()
+            window = {k: [] for k in window}
+            window_start = time.perf_counter()
+
+        if iteration % cfg.val_freq == 0 and (id_val or ood_val):
+            result = _validate(cfg, learner, id_val, ood_val, device, iteration, log)
+            history.append(result)
+            (savedir / "validation.json").write_text(json.dumps(history, indent=2))
+            if result["score"] > best_score:
+                best_score = result["score"]
+                checkpoint.save_atomic(
+                    _state(cfg, learner, optimizer, streams, iteration, history),
+                    savedir / checkpoint.BEST)
+
+        if (cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val:
+            _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
+
+        if iteration % cfg.save_freq == 0 or iteration == cfg.n_train_iters:
+            checkpoint.save_atomic(
+                _state(cfg, learner, optimizer, streams, iteration, history), latest)
+            last_saved = iteration
+    bar.close()
+    metrics_file.close()
+    log.close()
+    return {"iteration": cfg.n_train_iters, "validation": history, "savedir": str(savedir)}
