@@ -46,7 +46,7 @@ class Config:
     n_val_episodes: int = 3000
     print_freq: int = 1000
     log_freq: int = 100
-    task_batching: str = "vmap"
+    task_batching: str = "auto"
     progress: bool = True
 
     @property
@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="taml: print the balancing-variable tables every this many iterations")
     p.add_argument("--log_freq", type=int, default=d.log_freq,
                    help="taml: log the training statistics every this many iterations")
-    p.add_argument("--task_batching", choices=["vmap", "loop"], default=d.task_batching,
-                   help="taml: run the tasks of a meta-batch together (vmap) or one by one")
+    p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default=d.task_batching,
+                   help="taml: tasks of a meta-batch together (vmap) or one by one (loop); "
+                        "auto = vmap on GPU, loop on CPU")
     p.add_argument("--no_progress", dest="progress", action="store_false",
                    help="taml: no tqdm progress bars")
     return p

@@ -34,7 +34,7 @@ def episode_accuracies(
     device: torch.device,
     n_mc_samples: int = 0,
     posterior_generator: torch.Generator | None = None,
-    task_batching: str = "vmap",
+    task_batching: str = "auto",
     desc: str | None = None,
     progress: bool = False,
 ) -> np.ndarray:

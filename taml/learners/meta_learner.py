@@ -119,7 +119,7 @@ class MetaLearner(nn.Module):
         batch: EpisodeBatch,
         sample: bool = False,
         generator: torch.Generator | None = None,
-        task_batching: str = "vmap",
+        task_batching: str = "auto",
         n_steps: int | None = None,
     ) -> TaskOutputs:
         """Adapts to every task of ``batch`` and classifies its query set.
@@ -149,17 +149,23 @@ class MetaLearner(nn.Module):
                             omega=values.get("omega"), layer_scales=scales)
             return base_learner.forward(adapted, bn_shifts, xq)
 
+        if task_batching == "auto":
+            # measured (benchmarks/meta_iteration.py): vmap's batched (grouped) convolutions
+            # win on a GPU, while on CPU one task at a time, cut to its real rows, is faster
+            task_batching = "vmap" if support_x.is_cuda else "loop"
         if task_batching == "vmap":
             logits = vmap(one_task)(balancing, support_x, batch.support_labels, support_mask,
                                     query_x)
         elif task_batching == "loop":
+            # one task at a time, each cut to its real rows: no work spent on padding
+            sizes = batch.support_sizes.tolist()
             logits = torch.stack([
-                one_task({k: v[t] for k, v in balancing.items()}, support_x[t],
-                         batch.support_labels[t], support_mask[t], query_x[t])
-                for t in range(batch.n_tasks)
+                one_task({k: v[t] for k, v in balancing.items()}, support_x[t, :n],
+                         batch.support_labels[t, :n], support_mask[t, :n], query_x[t])
+                for t, n in enumerate(sizes)
             ])
         else:
-            raise ValueError(f"task_batching must be 'vmap' or 'loop', got {task_batching!r}")
+            raise ValueError(f"task_batching must be auto, vmap or loop, got {task_batching!r}")
         return TaskOutputs(logits, kl, balancing)
 
     @torch.no_grad()
@@ -199,7 +205,7 @@ def predictive_accuracy(
     batch: EpisodeBatch,
     n_mc_samples: int,
     generator: torch.Generator | None,
-    task_batching: str = "vmap",
+    task_batching: str = "auto",
     n_steps: int | None = None,
 ) -> torch.Tensor:
     """Per-task query accuracy ``[T]``: with ``n_mc_samples`` > 0 the query softmax is

@@ -1,0 +1,82 @@
+"""Our MAML equals learn2learn's MAML where both compute the same function.
+
+The configuration: the same 4-conv net with a zero classifier init, full batches (no
+padding), batch-norm shifts held fixed in both (learn2learn adapts every parameter of its
+module, we never adapt batch norm), and the mean support cross-entropy (what the
+unweighted mean over classes of L_c equals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from taml.data.episodes import EpisodeSampler
+from taml.learners import base_learner
+from taml.learners.inner_loop import InnerLoopConfig, adapt
+from taml.learners.meta_learner import MetaLearner, Switches, meta_objective
+
+from .conftest import colour_split
+
+l2l = pytest.importorskip("learn2learn", reason="learn2learn is built by scripts/install.sh")
+
+
+class ConvNet(nn.Module):
+    """The base learner as an ordinary module, for learn2learn to clone and adapt."""
+
+    def __init__(self, theta: dict, features: int, way: int):
+        super().__init__()
+        for key, value in theta.items():
+            self.register_parameter(key, nn.Parameter(value.detach().clone()))
+        self.dense_w = nn.Parameter(torch.zeros(features, way))
+        self.dense_b = nn.Parameter(torch.zeros(way))
+        for l in range(1, 5):
+            self.register_buffer(f"bn{l}", torch.zeros(32))
+
+    def forward(self, x):
+        params = {k: getattr(self, k) for k in base_learner.ADAPTED_KEYS}
+        shifts = {f"bn{l}": getattr(self, f"bn{l}") for l in range(1, 5)}
+        return base_learner.forward(params, shifts, x)
+
+
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_adapted_parameters_and_meta_gradient_match_learn2learn(n_steps):
+    torch.set_default_dtype(torch.float64)
+    try:
+        way, inner_lr = 4, 0.4
+        sampler = EpisodeSampler(colour_split(8, 20), way, 6, 3, mode="task")
+        batch = sampler.sample(2, np.random.default_rng(3))
+        ours = MetaLearner(Switches(), 32, way, 6, InnerLoopConfig(n_steps, inner_lr)).double()
+        outputs = ours(batch, task_batching="loop")
+        loss, _ = meta_objective(outputs, batch)
+        loss.backward()
+
+        reference = ConvNet(dict(ours.theta), base_learner.feature_size(32), way).double()
+        maml = l2l.algorithms.MAML(reference, lr=inner_lr, first_order=False)
+        query_losses = []
+        for t in range(batch.n_tasks):
+            task = batch.task(t)
+            xs = base_learner.images_to_input(task.support_images[0])
+            xq = base_learner.images_to_input(task.query_images[0])
+            learner = maml.clone()
+            for _ in range(n_steps):
+                support = nn.functional.cross_entropy(learner(xs), task.support_labels[0])
+                learner.adapt(support)
+            ours_adapted = adapt(ours.initialisation(), dict(ours.bn_shifts), inner_lr, xs,
+                                 task.support_labels[0], task.support_mask[0].double(),
+                                 InnerLoopConfig(n_steps, inner_lr))
+            for key in base_learner.ADAPTED_KEYS:
+                torch.testing.assert_close(ours_adapted[key], getattr(learner, key),
+                                           rtol=1e-5, atol=1e-9, msg=key)
+            logits = learner(xq)
+            torch.testing.assert_close(logits, outputs.query_logits[t], rtol=1e-7, atol=1e-9)
+            query_losses.append(nn.functional.cross_entropy(logits, task.query_labels[0]))
+        torch.stack(query_losses).mean().backward()
+
+        for key in ours.theta:
+            torch.testing.assert_close(ours.theta[key].grad, getattr(reference, key).grad,
+                                       rtol=1e-5, atol=1e-9, msg=key)
+    finally:
+        torch.set_default_dtype(torch.float32)
