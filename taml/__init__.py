@@ -1,3 +1,3 @@
-"""taml: meta-learning on imbalanced and out-of-distribution tasks (MAML, Meta-SGD, Bayesian TAML)."""
+"""taml: meta-learning on imbalanced and out-of-distribution tasks."""
 
 __version__ = "0.1.0"

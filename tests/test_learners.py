@@ -43,8 +43,9 @@ def batch():
     return sampler.sample(3, np.random.default_rng(0))
 
 
-def make_learner(switches=Switches(), n_steps=2, inner_lr=0.4, first_order=False, way=4):
+def make_learner(switches=None, n_steps=2, inner_lr=0.4, first_order=False, way=4):
     torch.manual_seed(0)
+    switches = switches or Switches()
     learner = MetaLearner(switches, 32, way, 6, InnerLoopConfig(n_steps, inner_lr, first_order))
     return learner.double()
 
