@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# MAML vs Bayesian TAML on the embedded dataset (about 10 minutes on 2 CPU cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec .venv/bin/python -m taml.demo "$@"
