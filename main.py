@@ -1,6 +1,7 @@
 """taml's command line: ``python main.py --mode meta_train|meta_test [flags]``.
 
 The flags are the original's (``python main.py --help`` lists them all); see README.md.
+Across processes or machines: ``torchrun --nproc_per_node=K main.py ...`` (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from taml.data.registry import DatasetError
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
+    from taml import distributed
     from taml.evaluate import meta_test
     from taml.trainer import TrainingDiverged, meta_train
 
+    world = distributed.start(cfg)  # torchrun's process group, when launched by torchrun
     try:
         if cfg.mode == "meta_train":
-            meta_train(cfg)
+            meta_train(cfg, world)
         else:
-            meta_test(cfg)
+            meta_test(cfg, world)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -31,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    finally:
+        distributed.stop(world)
     return 0
 
 

@@ -48,6 +48,7 @@ class Config:
     log_freq: int = 100
     task_batching: str = "auto"
     progress: bool = True
+    shards: int = 0
 
     @property
     def method(self) -> str:
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto = vmap on GPU, loop on CPU")
     p.add_argument("--no_progress", dest="progress", action="store_false",
                    help="taml: no tqdm progress bars")
+    p.add_argument("--shards", type=int, default=d.shards,
+                   help="taml: draw each meta-batch as this many equal shards, each from its "
+                        "own random streams; torchrun's processes split them (0 = one per "
+                        "process). One process with --shards K repeats a K-process run")
     return p
 
 
@@ -149,6 +154,11 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"--way must be at least 2 for classification, got {cfg.way}")
     if cfg.n_steps < 0:
         raise ValueError(f"--n_steps must be 0 or more, got {cfg.n_steps}")
+    if cfg.shards < 0:
+        raise ValueError(f"--shards must be 0 (one per process) or more, got {cfg.shards}")
+    if cfg.shards and cfg.metabatch % cfg.shards:
+        raise ValueError(f"--metabatch {cfg.metabatch} does not split into --shards "
+                         f"{cfg.shards} equal parts; choose a multiple of {cfg.shards}")
     if cfg.n_mc_samples < 0:
         raise ValueError(f"--n_mc_samples must be 0 (posterior means) or more, got "
                          f"{cfg.n_mc_samples}")

@@ -69,8 +69,11 @@ class RandomStreams:
     posterior: torch.Generator  # posterior samples in meta-training
 
     @classmethod
-    def from_seed(cls, seed: int) -> RandomStreams:
-        return cls(np.random.default_rng([seed, 0]), torch.Generator().manual_seed(seed))
+    def from_seed(cls, seed: int, shard: int = 0) -> RandomStreams:
+        """The streams of one shard of the meta-batch (one per torchrun rank): shard 0's
+        are a single-process run's, the others' are seeded by (seed, shard)."""
+        episodes = np.random.default_rng([seed, 0, shard] if shard else [seed, 0])
+        return cls(episodes, torch_generator(seed, shard))
 
     def state(self) -> dict:
         return {"episodes": self.episodes.bit_generator.state,
@@ -84,3 +87,12 @@ class RandomStreams:
 def evaluation_rng(seed: int, purpose: int, iteration: int = 0) -> np.random.Generator:
     """A fresh generator for validation (purpose 1), tables (2) or meta-test (3)."""
     return np.random.default_rng([seed, purpose, iteration])
+
+
+def torch_generator(seed: int, shard: int = 0) -> torch.Generator:
+    """A CPU generator seeded by ``seed`` for shard (rank) 0, else by (seed, shard) mixed
+    through numpy's SeedSequence, so that neighbouring seeds and ranks never share a stream."""
+    if shard:
+        seed = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed)
+

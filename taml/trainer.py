@@ -10,37 +10,35 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from taml import checkpoint
+from taml import checkpoint, distributed
 from taml.balancing_report import gamma_table, omega_table, plot_tendencies
 from taml.config import Config
+from taml.distributed import SINGLE, World
 from taml.evaluate import check_compatible, episode_accuracies
-from taml.experiment import (
-    RandomStreams,
-    build_learner,
-    evaluation_rng,
-    resolve_device,
-    samplers_for,
-)
+from taml.experiment import RandomStreams, build_learner, evaluation_rng, samplers_for
 from taml.learners.meta_learner import meta_objective
 from taml.logs import RunLog
 
 GRAD_CLIP = 3.0  # element-wise, as the original
 N_TABLE_TASKS = 10
 N_PLOT_TASKS = 100
+STATS = ("cross_entropy", "kl", "accuracy")
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def _validate(cfg, learner, id_val, ood_val, device, iteration, log) -> dict:
+def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> dict:
     learner.eval()
     result = {"iteration": iteration, "id": {}, "ood": {}}
     for role, samplers in (("id", id_val), ("ood", ood_val)):
@@ -49,7 +47,7 @@ def _validate(cfg, learner, id_val, ood_val, device, iteration, log) -> dict:
                 learner, sampler, cfg.n_val_episodes, cfg.metabatch,
                 evaluation_rng(cfg.seed, 1, iteration), device,
                 task_batching=cfg.task_batching, desc=f"validate {role}/{name}",
-                progress=cfg.progress,
+                progress=cfg.progress and world.is_main, world=world,
             )
             result[role][name] = float(100 * acc.mean())
     learner.train()
@@ -82,79 +80,118 @@ def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, save
                         counts, values)
 
 
-def _state(cfg, learner, optimizer, streams, iteration, history) -> dict:
+def _state(cfg, learner, optimizer, streams, iteration, history, world) -> dict:
+    """The checkpoint; ``random`` holds every shard's streams, gathered from all ranks
+    (a collective: every rank calls this, rank 0 writes the result)."""
+    per_rank = distributed.gather_objects([s.state() for s in streams], world)
     return {"config": cfg.to_dict(), "learner": learner.state_dict(),
             "optimizer": optimizer.state_dict(), "iteration": iteration,
-            "random": streams.state(), "validation": history}
+            "random": [state for states in per_rank for state in states],
+            "validation": history}
 
 
-def meta_train(cfg: Config) -> dict:
-    """Meta-trains (or resumes) and returns the final state's summary."""
+def meta_train(cfg: Config, world: World = SINGLE) -> dict:
+    """Meta-trains (or resumes) and returns the final state's summary.
+
+    Under torchrun (``world``) each rank computes its shards of every meta-batch and the
+    meta-gradients are summed over ranks before the clip; see :mod:`taml.distributed`."""
+    shards = distributed.shard_count(cfg, world)
+    cfg = replace(cfg, shards=shards)  # the saved config records how the run was split
     savedir = Path(cfg.resolved_savedir)
     savedir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg)
+    device = distributed.device_of(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
     ood_val = samplers_for(cfg, cfg.ood_dataset, "valid")
 
     learner = build_learner(cfg).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.meta_lr)
-    streams = RandomStreams.from_seed(cfg.seed)
-    log = RunLog(savedir / "train.log")
+    mine = range(world.rank * shards // world.size, (world.rank + 1) * shards // world.size)
+    streams = [RandomStreams.from_seed(cfg.seed, shard) for shard in mine]
+    log = RunLog(savedir / "train.log" if world.is_main else os.devnull, echo=world.is_main)
     history: list[dict] = []
     start = 1
     latest = savedir / checkpoint.LATEST
-    if latest.is_file():
-        state = checkpoint.load(latest, device)
+    state = None
+    if world.is_main and latest.is_file():  # rank 0 reads it: other nodes need no copy
+        state = checkpoint.load(latest, device if world.size == 1 else "cpu")
+    state = distributed.broadcast_object(state, world)
+    if state is not None:
         check_compatible(state["config"], cfg)
+        saved = state["random"]
+        saved = [saved] if isinstance(saved, dict) else saved  # a one-stream checkpoint
+        if len(saved) != shards:
+            raise SystemExit(f"{latest} was trained as {len(saved)} shard(s) per meta-batch "
+                             f"and this run draws {shards}; resume with torchrun "
+                             f"--nproc_per_node {len(saved)}, or with --shards {len(saved)}")
         learner.load_state_dict(state["learner"])
         optimizer.load_state_dict(state["optimizer"])
-        streams.restore(state["random"])
+        for stream, shard in zip(streams, mine, strict=True):
+            stream.restore(saved[shard])
         history = state["validation"]
         start = state["iteration"] + 1
         log.line(f"Resuming from {latest} at iteration {state['iteration']}")
     else:
-        (savedir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if world.is_main:
+            (savedir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         log.line(json.dumps(cfg.to_dict()))
+    # identical by construction (same seed, same checkpoint); rank 0's values make it certain
+    distributed.broadcast_tensors(list(learner.state_dict().values()), world)
     best_score = max((h["score"] for h in history), default=-np.inf)
     last_saved = start - 1
 
     metrics_path = savedir / "train_metrics.csv"
     new_csv = not metrics_path.is_file() or start == 1
-    metrics_file = open(metrics_path, "w" if new_csv else "a", newline="")
+    metrics_file = open(metrics_path if world.is_main else os.devnull,
+                        "w" if new_csv else "a", newline="")
     metrics = csv.writer(metrics_file)
     if new_csv:
         metrics.writerow(["iteration", "cross_entropy", "kl", "accuracy", "seconds_per_iter"])
     names = list(id_train)
-    window = {"cross_entropy": [], "kl": [], "accuracy": []}
+    shard_tasks = cfg.metabatch // shards
+    window = {key: [] for key in STATS}
     window_start = time.perf_counter()
     bar = tqdm(range(start, cfg.n_train_iters + 1), initial=start - 1, total=cfg.n_train_iters,
-               desc=f"meta-train {cfg.method}", disable=not cfg.progress, unit="it")
+               desc=f"meta-train {cfg.method}", disable=not (cfg.progress and world.is_main),
+               unit="it")
     learner.train()
     for iteration in bar:
         # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
         sampler = id_train[names[iteration % len(names)]]
-        batch = sampler.sample(cfg.metabatch, streams.episodes).to(device)
-        outputs = learner(batch, sample=True, generator=streams.posterior,
-                          task_batching=cfg.task_batching)
-        loss, per_task = meta_objective(outputs, batch)
-        if not torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        # sums over this rank's tasks: objective, cross-entropy, kl, accuracy; bad shards
+        totals = torch.zeros(len(STATS) + 2, device=device)
+        for stream in streams:
+            batch = sampler.sample(shard_tasks, stream.episodes).to(device)
+            outputs = learner(batch, sample=True, generator=stream.posterior,
+                              task_batching=cfg.task_batching)
+            loss, per_task = meta_objective(outputs, batch)
+            # the objective is the mean over the whole meta-batch: each shard's mean counts
+            # by its share of the tasks (x 1.0, exactly the single-stream loss, for one shard)
+            share = loss * (shard_tasks / cfg.metabatch)
+            share.backward()
+            totals += torch.stack([share.detach(), *(per_task[k].detach().sum() for k in STATS),
+                                   (~torch.isfinite(loss)).to(totals.dtype)])
+        # one collective for the gradients, the statistics and the divergence flag, so that
+        # every rank takes the same step, or stops at the same iteration
+        distributed.sum_in_place(
+            [p.grad for p in learner.parameters() if p.grad is not None] + [totals], world)
+        objective = totals[0].item()
+        if totals[-1].item() > 0:
             metrics_file.close()
             raise TrainingDiverged(
-                f"iteration {iteration}: the meta-objective is {loss.item()}. The last good "
+                f"iteration {iteration}: the meta-objective is {objective}. The last good "
                 f"checkpoint ({latest.name}, iteration {last_saved}) is kept; lower --meta_lr "
                 "or --inner_lr and rerun the same command to resume from it."
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in learner.parameters():
+        for p in learner.parameters():  # after the sum over ranks, as one process clips
             if p.grad is not None:
                 p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
         optimizer.step()
 
-        for key in window:
-            window[key].append(per_task[key].detach().mean().item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{100 * window['accuracy'][-1]:.1f}")
+        for key, total in zip(STATS, totals[1:-1].tolist(), strict=True):
+            window[key].append(total / cfg.metabatch)
+        bar.set_postfix(loss=f"{objective:.3f}", acc=f"{100 * window['accuracy'][-1]:.1f}")
 
         if iteration % cfg.log_freq == 0:
             means = {k: float(np.mean(v)) for k, v in window.items()}
@@ -169,21 +206,24 @@ def meta_train(cfg: Config) -> dict:
             window_start = time.perf_counter()
 
         if iteration % cfg.val_freq == 0 and (id_val or ood_val):
-            result = _validate(cfg, learner, id_val, ood_val, device, iteration, log)
+            result = _validate(cfg, learner, id_val, ood_val, device, iteration, log, world)
             history.append(result)
-            (savedir / "validation.json").write_text(json.dumps(history, indent=2))
+            if world.is_main:
+                (savedir / "validation.json").write_text(json.dumps(history, indent=2))
             if result["score"] > best_score:
                 best_score = result["score"]
-                checkpoint.save_atomic(
-                    _state(cfg, learner, optimizer, streams, iteration, history),
-                    savedir / checkpoint.BEST)
+                state = _state(cfg, learner, optimizer, streams, iteration, history, world)
+                if world.is_main:
+                    checkpoint.save_atomic(state, savedir / checkpoint.BEST)
 
-        if (cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val:
+        if ((cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val
+                and world.is_main):
             _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
 
         if iteration % cfg.save_freq == 0 or iteration == cfg.n_train_iters:
-            checkpoint.save_atomic(
-                _state(cfg, learner, optimizer, streams, iteration, history), latest)
+            state = _state(cfg, learner, optimizer, streams, iteration, history, world)
+            if world.is_main:
+                checkpoint.save_atomic(state, latest)
             last_saved = iteration
     bar.close()
     metrics_file.close()

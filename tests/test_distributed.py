@@ -1,0 +1,121 @@
+"""Meta-training across processes: two gloo processes on this CPU (torchrun on 127.0.0.1).
+
+The claim: a K-process run takes exactly the steps of one process that draws each meta-batch
+as the same K shards (``--shards K``), so splitting the work changes nothing but the time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from taml import checkpoint
+from taml.config import parse_config
+from taml.distributed import World
+from taml.experiment import RandomStreams
+from taml.trainer import meta_train
+
+from .test_config import ROOT
+from .test_training import TINY, learner_state
+
+SWITCHES = ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]  # posterior streams too
+COMMON = ["--val_freq", "2", "--save_freq", "2", "--print_freq", "2", *SWITCHES]
+
+
+def flags(data_root, savedir, *extra):
+    return ["--data_root", str(data_root), "--savedir", str(savedir), *TINY, *extra]
+
+
+def torchrun(*argv):
+    """``main.py argv`` in two processes; only ever on 127.0.0.1, on a port the OS picks."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+               "--nproc_per_node", "2", "--rdzv_backend", "c10d",
+               "--rdzv_endpoint", "127.0.0.1:0", "main.py", *argv]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def one_process(*argv):
+    """The same run in this process, with one thread as each torchrun process has: Adam
+    turns the last-bit differences of multi-threaded sums into visible ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return meta_train(parse_config(list(argv)))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_parameters(a_dir, b_dir):
+    a, b = learner_state(a_dir), learner_state(b_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_two_processes_take_the_steps_of_one_process_drawing_the_same_shards(data_root,
+                                                                             tmp_path):
+    run = torchrun(*flags(data_root, tmp_path / "two", "--n_train_iters", "4", *COMMON))
+    one_process(*flags(data_root, tmp_path / "one", "--n_train_iters", "4", "--shards", "2",
+                       *COMMON))
+    assert_same_parameters(tmp_path / "two", tmp_path / "one")
+    two = checkpoint.load(tmp_path / "two" / checkpoint.LATEST)
+    one = checkpoint.load(tmp_path / "one" / checkpoint.LATEST)
+    # validation episodes are split over the ranks and gathered: the same scores
+    assert two["validation"] == one["validation"]
+    assert two["config"]["shards"] == 2 and len(two["random"]) == 2
+    # rank 0 alone logs: each line once in the log and on the terminal
+    log = (tmp_path / "two" / "train.log").read_text()
+    assert log.count("val    iter 4:") == 1 and run.stdout.count("val    iter 4:") == 1
+
+
+def test_a_resumed_two_process_run_equals_an_uninterrupted_one(data_root, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    torchrun(*flags(data_root, interrupted, "--n_train_iters", "2", *COMMON))
+    # the checkpoint holds both ranks' streams: one process with --shards 2 continues too
+    alone = tmp_path / "alone"
+    shutil.copytree(interrupted, alone)
+    with pytest.raises(SystemExit, match="resume with torchrun --nproc_per_node 2"):
+        meta_train(parse_config(flags(data_root, alone, "--n_train_iters", "4", *COMMON)))
+    one_process(*flags(data_root, alone, "--n_train_iters", "4", "--shards", "2", *COMMON))
+    torchrun(*flags(data_root, interrupted, "--n_train_iters", "4", *COMMON))
+    one_process(*flags(data_root, tmp_path / "straight", "--n_train_iters", "4",
+                       "--shards", "2", *COMMON))
+    assert "Resuming from" in (interrupted / "train.log").read_text()
+    assert_same_parameters(interrupted, tmp_path / "straight")
+    assert_same_parameters(alone, tmp_path / "straight")
+
+
+def test_a_metabatch_that_does_not_split_over_the_processes_fails_at_start(data_root,
+                                                                          tmp_path):
+    cfg = parse_config(flags(data_root, tmp_path / "run", "--metabatch", "3"))
+    # the check comes before any collective, so no process group is needed to see it
+    with pytest.raises(SystemExit, match=r"--metabatch 3 does not split evenly over 2 "
+                                         r"processes.*--nproc_per_node"):
+        meta_train(cfg, World(rank=0, size=2, local_rank=0))
+    assert not (tmp_path / "run").exists()
+
+
+def test_shards_must_divide_the_metabatch(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--metabatch", "4", "--shards", "3"])
+    assert "--metabatch 4 does not split into --shards 3" in capsys.readouterr().err
+
+
+def test_each_shard_draws_its_own_tasks_and_shard_zero_is_the_single_process_stream():
+    single = RandomStreams.from_seed(7)
+    first, second = RandomStreams.from_seed(7, 0), RandomStreams.from_seed(7, 1)
+    assert single.episodes.random() == first.episodes.random()
+    assert torch.equal(torch.rand(3, generator=single.posterior),
+                       torch.rand(3, generator=first.posterior))
+    assert RandomStreams.from_seed(7).episodes.random() != second.episodes.random()
+    assert not torch.equal(torch.rand(3, generator=RandomStreams.from_seed(7).posterior),
+                           torch.rand(3, generator=second.posterior))
