@@ -21,9 +21,11 @@ $PIP install -q -e '.[dev]'
 # learn2learn 0.2.0 ships C sources that no longer compile on Python 3.11; regenerating
 # them with Cython (build_ext) makes the sdist build. --no-deps: its gsutil/qpth
 # requirements are not needed for the vision datasets and the MAML reference we use.
+# --use-pep517: pip 23.2 (Python 3.11's own) ignores --config-settings on the legacy
+# setup.py path, compiles the stale C sources and fails on longintrepr.h.
 if ! "$VENV/bin/python" -c "import learn2learn" >/dev/null 2>&1; then
   echo "[install] building learn2learn 0.2.0 from source (about 30 s)"
-  $PIP install -q --no-deps --no-build-isolation \
+  $PIP install -q --use-pep517 --no-deps --no-build-isolation \
     --config-settings=--build-option=build_ext learn2learn==0.2.0
 fi
 touch "$STAMP"
