@@ -78,6 +78,21 @@ def masked_batch_norm(
     return centred * torch.rsqrt(var + BN_EPS).view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
 
 
+def features(
+    params: dict[str, torch.Tensor],
+    bn_shifts: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Flattened features ``[N, feature_size]`` of ``x`` ``[N, 3, H, W]``: the four conv
+    blocks, read from ``params``' ``conv{1..4}_{w,b}`` (other keys are ignored)."""
+    for l in range(1, N_BLOCKS + 1):
+        x = F.conv2d(x, params[f"conv{l}_w"], params[f"conv{l}_b"], padding=1)
+        x = masked_batch_norm(x, bn_shifts[f"bn{l}"], mask)
+        x = F.max_pool2d(F.relu(x), 2)
+    return x.flatten(1)
+
+
 def forward(
     params: dict[str, torch.Tensor],
     bn_shifts: dict[str, torch.Tensor],
@@ -89,8 +104,4 @@ def forward(
     ``params`` holds ``conv{1..4}_{w,b}`` and ``dense_{w,b}`` (``dense_w`` is
     ``[features, way]``); ``bn_shifts`` holds ``bn{1..4}``.
     """
-    for l in range(1, N_BLOCKS + 1):
-        x = F.conv2d(x, params[f"conv{l}_w"], params[f"conv{l}_b"], padding=1)
-        x = masked_batch_norm(x, bn_shifts[f"bn{l}"], mask)
-        x = F.max_pool2d(F.relu(x), 2)
-    return x.flatten(1) @ params["dense_w"] + params["dense_b"]
+    return features(params, bn_shifts, x, mask) @ params["dense_w"] + params["dense_b"]

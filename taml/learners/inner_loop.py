@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.func import grad
+from torch.func import grad, vjp
 
 from taml.learners import base_learner
 
@@ -71,6 +71,21 @@ def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) 
     return out
 
 
+def classifier_starts_at_zero(params: Params) -> bool:
+    """Whether the first inner step's conv gradient is exactly zero, as a function of
+    everything the outer gradient flows through.
+
+    With ``dense_w`` = 0 the logits do not depend on the features, so ∂L/∂θ_conv = 0 for
+    any θ, α, γ, ω, z (and so are its derivatives). That needs ``dense_w`` to be a zero
+    *constant*: not requiring grad and not the input of a ``torch.func`` transform (else
+    ∂/∂dense_w of the conv gradient is not zero).
+    """
+    dense_w = params["dense_w"]
+    return (not dense_w.requires_grad
+            and not torch._C._functorch.is_functorch_wrapped_tensor(dense_w)
+            and not bool(torch.any(dense_w)))
+
+
 def adapt(
     params: Params,
     bn_shifts: Params,
@@ -81,6 +96,7 @@ def adapt(
     config: InnerLoopConfig,
     omega: torch.Tensor | None = None,
     layer_scales: torch.Tensor | None = None,
+    exploit_zero_classifier: bool = True,
 ) -> Params:
     """Runs the inner loop for one task and returns the adapted parameters.
 
@@ -88,21 +104,56 @@ def adapt(
     ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
     ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1).
     ``omega`` ``[way]`` or None; ``layer_scales`` ``[5]`` = exp(γ) or None.
+
+    Each step runs the conv blocks once (``vjp``), takes the classifier's gradients and
+    the features' cotangent from the small head, then pulls the cotangent back through the
+    conv blocks. When the classifier starts at zero (:func:`classifier_starts_at_zero`),
+    step 1 moves the classifier only (the conv gradient is exactly zero), so step 2 reuses
+    step 1's features: one conv forward, backward and double backward fewer per task.
+    ``exploit_zero_classifier=False`` runs the plain loop (``grad`` of the whole support
+    loss, every step), the reference the tests compare with.
     """
     way = params["dense_b"].shape[-1]
 
-    def loss_fn(current: Params) -> torch.Tensor:
-        logits = base_learner.forward(current, bn_shifts, support_x, support_mask)
+    def step_size(key: str) -> torch.Tensor | float:
+        step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
+        if layer_scales is not None:
+            step = step * layer_scales[base_learner.layer_index(key)]
+        return step
+
+    def update(current: Params, grads: Params) -> Params:
+        return {key: value - step_size(key) * (grads[key].detach() if config.first_order
+                                              else grads[key])
+                for key, value in current.items()}
+
+    if not exploit_zero_classifier:
+        def loss_fn(current: Params) -> torch.Tensor:
+            logits = base_learner.forward(current, bn_shifts, support_x, support_mask)
+            return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+
+        for _ in range(config.n_steps):
+            params = update(params, grad(loss_fn)(params))
+        return params
+
+    def conv_features(conv: Params) -> torch.Tensor:
+        return base_learner.features(conv, bn_shifts, support_x, support_mask)
+
+    def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
+        logits = feats @ dense["dense_w"] + dense["dense_b"]
         return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
 
+    conv = {k: v for k, v in params.items() if k.startswith("conv")}
+    dense = {k: params[k] for k in base_learner.DENSE_KEYS}
+    conv_is_still = classifier_starts_at_zero(params) and config.n_steps > 0
+    feats = pull_back = None
     for _ in range(config.n_steps):
-        grads = grad(loss_fn)(params)
-        updated = {}
-        for key, value in params.items():
-            g = grads[key].detach() if config.first_order else grads[key]
-            step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
-            if layer_scales is not None:
-                step = step * layer_scales[base_learner.layer_index(key)]
-            updated[key] = value - step * g
-        params = updated
-    return params
+        if feats is None:
+            feats, pull_back = vjp(conv_features, conv)
+        feats_cotangent, dense_grads = grad(head_loss, argnums=(0, 1))(feats, dense)
+        dense = update(dense, dense_grads)
+        if conv_is_still:  # step 1 from a zero classifier: ∂L/∂θ_conv = 0 exactly
+            conv_is_still = False
+            continue
+        conv = update(conv, pull_back(feats_cotangent)[0])
+        feats = None
+    return {**conv, **dense}

@@ -150,8 +150,8 @@ class MetaLearner(nn.Module):
             return base_learner.forward(adapted, bn_shifts, xq)
 
         if task_batching == "auto":
-            # measured (benchmarks/meta_iteration.py): vmap's batched (grouped) convolutions
-            # win on a GPU, while on CPU one task at a time, cut to its real rows, is faster
+            # vmap's batched (grouped) convolutions are meant for a GPU; on CPU one task at a
+            # time, cut to its real rows, measured 3x faster (docs/benchmarks.md)
             task_batching = "vmap" if support_x.is_cuda else "loop"
         if task_batching == "vmap":
             logits = vmap(one_task)(balancing, support_x, batch.support_labels, support_mask,

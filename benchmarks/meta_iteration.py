@@ -1,0 +1,320 @@
+"""Seconds per meta-training iteration: learn2learn's MAML against our MAML, Meta-SGD and
+Bayesian TAML, on the same 4-conv net, the same tasks and the same inner steps.
+
+    .venv/bin/python benchmarks/meta_iteration.py [--shape cifar|mimgnet|both]
+        [--repeats 7] [--warmup 1] [--device cpu|cuda] [--task_batching auto|vmap|loop]
+        [--first_order] [--quick] [--json PATH]
+
+One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
+to ±3, Adam step (as taml.trainer). The variants run interleaved, round by round, on the
+same EpisodeBatch objects, in one process; the table gives medians over the rounds after
+warm-up. Random uint8 images laid out as a meta-train split: no dataset needed.
+
+learn2learn's MAML (``l2l.algorithms.MAML``, second order unless --first_order) adapts an
+``nn.Module`` with the same architecture (conv 3x3 (32) + ``nn.BatchNorm2d`` on batch
+statistics + ReLU + 2x2 max pool, x4; a zero-initialised linear classifier, the same conv
+initialisation as ours), each task cut to its real support rows, with the mean support
+cross-entropy, one task at a time with a backward per task (learn2learn's examples).
+
+Peak memory: CUDA, ``torch.cuda.max_memory_allocated`` over the iteration; CPU, the
+process's peak resident set (VmHWM, reset through /proc/self/clear_refs) above its size
+before the iteration, with glibc's mmap threshold pinned at 64 KiB so that freed tensors
+are given back to the system and RSS follows the live tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taml.data.episodes import EpisodeBatch, EpisodeSampler
+from taml.data.store import make_split
+from taml.learners import base_learner
+from taml.learners.inner_loop import InnerLoopConfig
+from taml.learners.meta_learner import MetaLearner, Switches, meta_objective
+
+GRAD_CLIP = 3.0  # as taml.trainer
+SHAPES = {"cifar": 32, "mimgnet": 84}
+VARIANTS = {  # name -> switches (None: learn2learn)
+    "l2l-maml": None,
+    "maml": Switches(),
+    "meta-sgd": Switches(alpha_on=True),
+    "bayesian-taml": Switches(True, True, True, True),
+}
+
+
+class L2LConvNet(nn.Module):
+    """The 4-conv base learner as an ordinary module, for learn2learn to clone and adapt."""
+
+    def __init__(self, theta: dict[str, torch.Tensor], image_size: int, way: int):
+        super().__init__()
+        layers = []
+        for l in range(1, base_learner.N_BLOCKS + 1):
+            conv = nn.Conv2d(3 if l == 1 else 32, 32, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(theta[f"conv{l}_w"])
+                conv.bias.copy_(theta[f"conv{l}_b"])
+            layers += [conv, nn.BatchNorm2d(32, eps=base_learner.BN_EPS,
+                                            track_running_stats=False),
+                       nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(base_learner.feature_size(image_size), way)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def clip_and_step(params, optimizer) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
+    optimizer.step()
+
+
+class L2LStep:
+    def __init__(self, image_size, way, n_steps, inner_lr, first_order, device, theta):
+        import learn2learn as l2l  # imports gym, which warns: only where it is used
+
+        self.model = L2LConvNet(theta, image_size, way).to(device)
+        self.maml = l2l.algorithms.MAML(self.model, lr=inner_lr, first_order=first_order)
+        self.optimizer = torch.optim.Adam(self.maml.parameters(), lr=1e-3)
+        self.n_steps = n_steps
+
+    def __call__(self, batch: EpisodeBatch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for t, n in enumerate(batch.support_sizes.tolist()):
+            xs = base_learner.images_to_input(batch.support_images[t, :n])
+            ys = batch.support_labels[t, :n]
+            learner = self.maml.clone()
+            for _ in range(self.n_steps):
+                learner.adapt(F.cross_entropy(learner(xs), ys))
+            xq = base_learner.images_to_input(batch.query_images[t])
+            loss = F.cross_entropy(learner(xq), batch.query_labels[t]) / batch.n_tasks
+            loss.backward()
+            total += loss.item()
+        clip_and_step(self.maml.parameters(), self.optimizer)
+        return total
+
+
+class OursStep:
+    def __init__(self, switches, image_size, way, max_shot, n_steps, inner_lr, first_order,
+                 device, task_batching):
+        inner = InnerLoopConfig(n_steps, inner_lr, first_order)
+        self.learner = MetaLearner(switches, image_size, way, max_shot, inner).to(device)
+        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=1e-3)
+        self.generator = torch.Generator().manual_seed(0)
+        self.task_batching = task_batching
+
+    def __call__(self, batch: EpisodeBatch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.learner(batch, sample=True, generator=self.generator,
+                               task_batching=self.task_batching)
+        loss, _ = meta_objective(outputs, batch)
+        loss.backward()
+        clip_and_step(self.learner.parameters(), self.optimizer)
+        return loss.item()
+
+
+def pin_mmap_threshold():
+    """Large blocks mmapped and unmapped on free (M_MMAP_THRESHOLD = -3 at 64 KiB), so that
+    the resident set follows the live tensors; must run before the big allocations."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    libc.mallopt(-3, 64 * 1024)
+    return libc
+
+
+LIBC = None
+
+
+class PeakMemory:
+    """Peak bytes above the starting point, over a ``with`` block."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    @staticmethod
+    def _status(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"{field} not in /proc/self/status")
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            if LIBC is not None:
+                LIBC.malloc_trim(0)
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.start = self._status("VmRSS:")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.start
+        else:
+            self.peak = self._status("VmHWM:") - self.start
+
+
+def random_sampler(image_size, way, max_shot, query, n_classes=64, seed=0) -> EpisodeSampler:
+    rng = np.random.default_rng(seed)
+    per_class = max_shot + query + 5
+    images = rng.integers(0, 256, (n_classes * per_class, image_size, image_size, 3), np.uint8)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    split = make_split(images, labels, [f"c{i}" for i in range(n_classes)])
+    return EpisodeSampler(split, way, max_shot, query)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_shape(image_size: int, args, device: torch.device) -> dict:
+    sampler = random_sampler(image_size, args.way, args.max_shot, args.query)
+    rng = np.random.default_rng(1)
+    theta = base_learner.init_conv_params(torch.Generator().manual_seed(0))
+    common = dict(image_size=image_size, way=args.way, n_steps=args.n_steps,
+                  inner_lr=args.inner_lr, device=device)
+    steps = {}
+    for name, switches in VARIANTS.items():
+        if name not in args.variants:
+            continue
+        if switches is None:
+            steps[name] = L2LStep(first_order=args.first_order, theta=theta, **common)
+        else:
+            steps[name] = OursStep(switches, max_shot=args.max_shot,
+                                   first_order=args.first_order,
+                                   task_batching=args.task_batching, **common)
+    if not args.first_order and "maml" in steps:
+        steps["maml first-order"] = OursStep(VARIANTS["maml"], max_shot=args.max_shot,
+                                             first_order=True,
+                                             task_batching=args.task_batching, **common)
+
+    sampling, seconds = [], {name: [] for name in steps}
+    for round_ in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        batch = sampler.sample(args.metabatch, rng).to(device)
+        sync(device)
+        sample_s = time.perf_counter() - start
+        if round_ >= args.warmup:
+            sampling.append(sample_s)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(batch)
+            sync(device)
+            if round_ >= args.warmup:
+                seconds[name].append(sample_s + time.perf_counter() - start)
+
+    memory = PeakMemory(device)
+    batch = sampler.sample(args.metabatch, rng).to(device)
+    peaks = {}
+    for name, step in steps.items():
+        with memory:
+            step(batch)
+        peaks[name] = memory.peak
+
+    medians = {name: statistics.median(s) for name, s in seconds.items()}
+    reference = medians.get("l2l-maml")
+    sample_median = statistics.median(sampling)
+    rows = {}
+    for name in steps:
+        rows[name] = {
+            "seconds": medians[name],
+            "seconds_all": seconds[name],
+            "ratio_to_l2l": medians[name] / reference if reference else None,
+            "sampler_share": sample_median / medians[name],
+            "peak_memory_mb": peaks[name] / 2**20,
+        }
+    return {"image_size": image_size, "sampler_seconds": sample_median, "variants": rows}
+
+
+def print_table(shape: str, result: dict) -> None:
+    print(f"\n{shape} ({result['image_size']}x{result['image_size']}): sampler "
+          f"{1e3 * result['sampler_seconds']:.1f} ms per meta-batch")
+    print(f"{'variant':<18} {'s/iter':>8} {'x l2l':>7} {'l2l/x':>7} {'sampler':>8} "
+          f"{'peak MB':>9}")
+    for name, row in result["variants"].items():
+        ratio = row["ratio_to_l2l"]
+        ratio_s = f"{ratio:>7.2f} {1 / ratio:>7.2f}" if ratio else f"{'-':>7} {'-':>7}"
+        print(f"{name:<18} {row['seconds']:>8.3f} {ratio_s} "
+              f"{100 * row['sampler_share']:>7.2f}% {row['peak_memory_mb']:>9.1f}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--shape", choices=["cifar", "mimgnet", "both"], default="both")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default="auto")
+    p.add_argument("--first_order", action="store_true")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--metabatch", type=int, default=4)
+    p.add_argument("--way", type=int, default=5)
+    p.add_argument("--max_shot", type=int, default=50)
+    p.add_argument("--query", type=int, default=15)
+    p.add_argument("--n_steps", type=int, default=5)
+    p.add_argument("--inner_lr", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: cifar shape, 2 tasks, max_shot 5, query 2, 2 steps, "
+                        "1 repeat, no warm-up")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.shape = "cifar" if args.shape == "both" else args.shape
+        args.metabatch, args.max_shot, args.query, args.n_steps = 2, 5, 2, 2
+        args.repeats, args.warmup = 1, 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible; use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        global LIBC
+        LIBC = pin_mmap_threshold()
+    shapes = list(SHAPES) if args.shape == "both" else [args.shape]
+
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
+          f"task_batching {args.task_batching}, {'first' if args.first_order else 'second'} "
+          f"order; metabatch {args.metabatch}, {args.way}-way, max_shot {args.max_shot}, "
+          f"query {args.query}, {args.n_steps} steps; median of {args.repeats} after "
+          f"{args.warmup} warm-up")
+    results = {"command": " ".join(sys.argv), "torch": torch.__version__,
+               "device": str(device), "threads": torch.get_num_threads(),
+               "settings": {k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()},
+               "shapes": {}}
+    for shape in shapes:
+        results["shapes"][shape] = bench_shape(SHAPES[shape], args, device)
+        print_table(shape, results["shapes"][shape])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
