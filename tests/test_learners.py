@@ -248,3 +248,20 @@ def test_monte_carlo_prediction_averages_softmax_over_samples(batch):
     means = predictive_accuracy(learner, batch, 0, None)
     logits = learner(batch, sample=False).query_logits
     torch.testing.assert_close(means, (logits.argmax(-1) == batch.query_labels).double().mean(1))
+
+
+@pytest.mark.parametrize("task_batching", ["loop", "vmap"])
+def test_evaluation_without_a_meta_graph_adapts_the_same(batch, task_batching):
+    """predictive_accuracy runs under torch.no_grad for speed: the inner loop's torch.func
+    gradients must ignore it (else nothing would adapt and accuracy would be the zero
+    classifier's)."""
+    learner = make_learner(ALL_ON, n_steps=3)
+    with_graph = learner(batch, sample=False, task_batching=task_batching).query_logits
+    with torch.no_grad():
+        without = learner(batch, sample=False, task_batching=task_batching).query_logits
+    assert with_graph.requires_grad and not without.requires_grad
+    assert with_graph.abs().max() > 0  # adapted: the zero classifier alone gives 0 logits
+    torch.testing.assert_close(without, with_graph.detach(), rtol=1e-12, atol=1e-12)
+    expected = (with_graph.argmax(-1) == batch.query_labels).double().mean(1)
+    torch.testing.assert_close(predictive_accuracy(learner, batch, 0, None, task_batching),
+                               expected)

@@ -209,7 +209,19 @@ def predictive_accuracy(
     n_steps: int | None = None,
 ) -> torch.Tensor:
     """Per-task query accuracy ``[T]``: with ``n_mc_samples`` > 0 the query softmax is
-    averaged over that many posterior samples; with 0 the posterior means are used."""
+    averaged over that many posterior samples; with 0 the posterior means are used.
+
+    Runs under ``torch.no_grad``: the inner loop's gradients are ``torch.func`` transforms,
+    which ignore an outer ``no_grad``, so adaptation is unchanged, but no graph for a
+    meta-gradient is kept: measured 3x faster (10 validation batches of Bayesian TAML at
+    max_shot 20 on 2 cores: 5.5-6.9 s with the graph, 1.9 s without).
+    """
+    with torch.no_grad():
+        return _predictive_accuracy(learner, batch, n_mc_samples, generator, task_batching,
+                                    n_steps)
+
+
+def _predictive_accuracy(learner, batch, n_mc_samples, generator, task_batching, n_steps):
     if n_mc_samples == 0:
         logits = learner(batch, sample=False, task_batching=task_batching,
                          n_steps=n_steps).query_logits
