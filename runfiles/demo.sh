@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MAML vs Bayesian TAML on the embedded dataset (about 10 minutes on 2 CPU cores).
+# MAML vs Bayesian TAML on the embedded dataset (about 7 minutes on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
