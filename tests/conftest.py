@@ -24,6 +24,15 @@ def colour_split(n_classes: int, per_class: int, size: int = 32, seed: int = 0,
 
 
 @pytest.fixture
+def float64_default():
+    """torch's default dtype float64 for the test, restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
 def small_split():
     return colour_split(12, 30)
 

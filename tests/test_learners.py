@@ -29,12 +29,7 @@ from .conftest import colour_split
 ALL_ON = Switches(True, True, True, True)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # exact comparisons
 
 
 @pytest.fixture
