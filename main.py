@@ -19,11 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     from taml.trainer import TrainingDiverged, meta_train
 
     world = distributed.start(cfg)  # torchrun's process group, when launched by torchrun
+    finished = False
     try:
         if cfg.mode == "meta_train":
             meta_train(cfg, world)
         else:
             meta_test(cfg, world)
+        finished = True
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        distributed.stop(world)
+        distributed.stop(world, finished)
     return 0
 
 

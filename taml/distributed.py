@@ -68,8 +68,15 @@ def start(cfg: Config) -> World:
     return world
 
 
-def stop(world: World) -> None:
+def stop(world: World, finished: bool = True) -> None:
+    """Leaves the process group. After a normal finish every rank first waits for the
+    others: rank 0 still writes the last checkpoint while the others are done, and a rank
+    that tore its gloo threads down meanwhile was seen to abort at exit ("terminate called
+    without an active exception", once in a fresh-clone CI run). After an error
+    no rank waits (the others may never arrive; torchrun stops them)."""
     if world.size > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
