@@ -15,14 +15,13 @@ cheap enough to run on every load; adding, removing or changing an image rebuild
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from taml.data.registry import ALL_SPLITS, DatasetError
-from taml.data.store import make_split, save_split, split_path
+from taml.data.store import make_split, recipe_matches, save_split, write_recipe
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "manifest.json"
@@ -120,16 +119,6 @@ def read_image(path: Path, image_size: int) -> np.ndarray:
         ) from error
 
 
-def _is_cached(out_dir: Path, manifest: dict) -> bool:
-    path = out_dir / MANIFEST
-    if not path.is_file() or not all(split_path(out_dir, s).is_file() for s in ALL_SPLITS):
-        return False
-    try:
-        return json.loads(path.read_text()) == manifest
-    except (OSError, ValueError):
-        return False
-
-
 def import_folder(
     source: str | Path,
     out_dir: Path,
@@ -157,7 +146,7 @@ def import_folder(
         "n_images": sum(len(files) for files in classes.values()),
         "fingerprint": _fingerprint(classes),
     }
-    if _is_cached(out_dir, manifest):
+    if recipe_matches(out_dir, MANIFEST, manifest, ALL_SPLITS):
         return out_dir
 
     small = [(name, len(files)) for name, files in classes.items()
@@ -189,5 +178,5 @@ def import_folder(
                 bar.update(1)
         save_split(out_dir, split, make_split(np.stack(images), np.array(labels), split_names))
     bar.close()
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    write_recipe(out_dir, MANIFEST, manifest)
     return out_dir

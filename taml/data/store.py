@@ -14,6 +14,7 @@ CRC-32 checksums that numpy verifies on read, so flipped bytes are caught on loa
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -164,3 +165,24 @@ def load_split(
     except DatasetError as error:
         raise DatasetError(f"{error}. Recreate it with: {fix_hint} --force") from error
     return data
+
+
+def recipe_matches(directory: Path | str, manifest_name: str, recipe: dict,
+                   splits) -> bool:
+    """Whether ``directory`` holds every split in ``splits`` and a manifest ``manifest_name``
+    equal to ``recipe``: the cache check of the datasets taml makes itself (generated,
+    imported). Their writers delete the manifest first and write it last, so a run killed
+    halfway never passes this check."""
+    directory = Path(directory)
+    manifest = directory / manifest_name
+    if not manifest.is_file() or not all(split_path(directory, s).is_file() for s in splits):
+        return False
+    try:
+        return json.loads(manifest.read_text()) == recipe
+    except (OSError, ValueError):
+        return False
+
+
+def write_recipe(directory: Path | str, manifest_name: str, recipe: dict) -> None:
+    """The manifest :func:`recipe_matches` reads; written after the last split."""
+    (Path(directory) / manifest_name).write_text(json.dumps(recipe, indent=1) + "\n")

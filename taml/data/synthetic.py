@@ -20,7 +20,6 @@ Everything is deterministic from ``--seed``: class c of a dataset draws from
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from taml.data.registry import dataset_dir, default_data_root
-from taml.data.store import make_split, save_split, split_path
+from taml.data.store import make_split, recipe_matches, save_split, write_recipe
 
 IMAGE_SIZE = 32
 IMAGES_PER_CLASS = 80
@@ -165,18 +164,6 @@ def _family(name: str):
     raise ValueError(f"no embedded dataset called {name!r}: synthetic or synthetic_ood")
 
 
-def _is_cached(directory: Path, recipe: dict) -> bool:
-    """All split files there, and a manifest saying they were made by this very recipe."""
-    manifest = directory / MANIFEST
-    if not manifest.is_file() or not all(split_path(directory, s).is_file()
-                                         for s in recipe["splits"]):
-        return False
-    try:
-        return json.loads(manifest.read_text()) == recipe
-    except (OSError, ValueError):
-        return False
-
-
 def generate_synthetic(name: str, data_root: Path | str | None = None, seed: int = 0,
                        force: bool = False, *, images_per_class: int = IMAGES_PER_CLASS,
                        splits: dict[str, int] | None = None, progress: bool = True) -> Path:
@@ -191,7 +178,7 @@ def generate_synthetic(name: str, data_root: Path | str | None = None, seed: int
     recipe = {"name": name, "seed": seed, "images_per_class": images_per_class,
               "splits": splits, "generator_version": GENERATOR_VERSION}
     directory = dataset_dir(name, data_root if data_root is not None else default_data_root())
-    if not force and _is_cached(directory, recipe):
+    if not force and recipe_matches(directory, MANIFEST, recipe, splits):
         return directory
 
     # the manifest goes first and comes back last: a run killed halfway is never a cache
@@ -212,7 +199,7 @@ def generate_synthetic(name: str, data_root: Path | str | None = None, seed: int
         first += n_classes
     bar.close()
     save_preview(preview, directory / "preview.png")
-    (directory / MANIFEST).write_text(json.dumps(recipe, indent=1) + "\n")
+    write_recipe(directory, MANIFEST, recipe)
     return directory
 
 
