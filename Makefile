@@ -2,12 +2,16 @@
 # Each creates .venv on first use (scripts/install.sh) and reuses it after.
 PY := .venv/bin/python
 
-.PHONY: venv demo test lint bench
+.PHONY: venv demo demo-biased test lint bench
 venv:
 	@bash scripts/install.sh
 
 demo: venv
 	$(PY) -m taml.demo
+
+# ERM, class-balanced, TML, L2RW, MW-Net on the embedded long-tailed glyphs, 3 seeds each
+demo-biased: venv
+	$(PY) -m taml.biased.demo
 
 test: venv
 	$(PY) -m pytest -q

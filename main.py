@@ -1,6 +1,13 @@
-"""taml's command line: ``python main.py --mode meta_train|meta_test [flags]``.
+"""taml's command line.
 
-The flags are the original's (``python main.py --help`` lists them all); see README.md.
+- ``python main.py --mode meta_train|meta_test [flags]``: MAML, Meta-SGD, Bayesian TAML on
+  imbalanced / OOD episodes (the original's flags; ``taml/config.py``).
+- ``python main.py --mode train|test --method {erm,class_balanced,focal,tml,l2rw,mwnet,lnl}``:
+  learning from biased data (``taml/biased/``).
+- ``python main.py --mode report --savedir results/``: tables and curves from finished runs
+  (``taml/report/``).
+
+``python main.py --mode MODE --help`` lists a mode's flags; see README.md.
 Across processes or machines: ``torchrun --nproc_per_node=K main.py ...`` (docs/distributed.md).
 """
 
@@ -8,11 +15,46 @@ from __future__ import annotations
 
 import sys
 
-from taml.config import parse_config
-from taml.data.registry import DatasetError
+META_MODES = ("meta_train", "meta_test")
+BIASED_MODES = ("train", "test")
+REPORT_MODES = ("report",)
+
+
+def requested_mode(argv: list[str]) -> str:
+    """The value of ``--mode`` (``--mode X`` or ``--mode=X``), default meta_train: each
+    family of modes has its own parser, so the mode is read before any of them runs."""
+    for i, arg in enumerate(argv):
+        if arg == "--mode" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--mode="):
+            return arg.split("=", 1)[1]
+    return "meta_train"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mode = requested_mode(argv)
+    if mode in BIASED_MODES:
+        from taml.biased.cli import main as biased_main
+
+        return biased_main(argv)
+    if mode in REPORT_MODES:
+        from taml.report.cli import main as report_main
+
+        return report_main(argv)
+    if mode not in META_MODES:
+        modes = ", ".join(META_MODES + BIASED_MODES + REPORT_MODES)
+        print(f"main.py: error: --mode {mode!r} is not a mode; choose one of {modes}",
+              file=sys.stderr)
+        return 2
+    return meta_main(argv)
+
+
+def meta_main(argv: list[str]) -> int:
+    from taml.config import parse_config
+    from taml.data.registry import DatasetError
+    from taml.rundir import RunDirError
+
     cfg = parse_config(argv)
     from taml import distributed
     from taml.evaluate import meta_test
@@ -26,15 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             meta_test(cfg, world)
         finished = True
-    except DatasetError as error:
+    except (DatasetError, RunDirError) as error:  # bad data, folder, checkpoint or flags
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        if cfg.mode == "meta_test":  # its files are written at the end, all or nothing
+            print("\ninterrupted: no meta-test results were written (earlier ones are kept); "
+                  "rerun the command to test again", file=sys.stderr)
+        else:
+            print("\ninterrupted: rerun the same command to resume from the last checkpoint",
+                  file=sys.stderr)
         return 130
     finally:
         distributed.stop(world, finished)

@@ -8,7 +8,10 @@ message that says what to change.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from taml.rundir import RunDirError, expand_savedir
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
 
@@ -49,6 +52,7 @@ class Config:
     task_batching: str = "auto"
     progress: bool = True
     shards: int = 0
+    tensorboard: bool = False
 
     @property
     def method(self) -> str:
@@ -72,15 +76,36 @@ class Config:
 
 
 def dataset_list(text: str) -> tuple[str, ...]:
-    """``'aircraft, quickdraw'`` -> ``('aircraft', 'quickdraw')`` (the original's str2list)."""
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    """``'aircraft, quickdraw'`` -> ``('aircraft', 'quickdraw')`` (the original's str2list).
+
+    A comma inside a ``folder:PATH`` belongs to the path: a piece after a comma starts a new
+    dataset only when it is a known dataset name or another ``folder:``."""
+    from taml.data.registry import FOLDER_PREFIX, REGISTRY
+
+    names: list[str] = []
+    for part in text.split(","):
+        piece = part.strip()
+        starts_new = piece in REGISTRY or piece.startswith(FOLDER_PREFIX)
+        if names and names[-1].startswith(FOLDER_PREFIX) and not starts_new:
+            names[-1] += "," + part  # the folder's own name goes on, spaces and all
+        elif piece:
+            names.append(piece)
+    names = [n.rstrip() for n in names]
     if not names:
         raise argparse.ArgumentTypeError("give at least one dataset name")
-    return names
+    return tuple(names)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with an error as one line (the usage block above it buried the message
+    that says what to change); ``--help`` still lists everything."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="main.py",
         description="MAML, Meta-SGD and Bayesian TAML on imbalanced and OOD few-shot tasks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -134,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default=d.task_batching,
                    help="taml: tasks of a meta-batch together (vmap) or one by one (loop); "
                         "auto = vmap on GPU, loop on CPU")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="taml: also log the training scalars and the balancing variables' "
+                        "histograms to <savedir>/tensorboard (needs pip install tensorboard)")
     p.add_argument("--no_progress", dest="progress", action="store_false",
                    help="taml: no tqdm progress bars")
     p.add_argument("--shards", type=int, default=d.shards,
@@ -145,15 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(cfg: Config) -> None:
     """Raises ValueError naming the flag to change for an invalid combination."""
-    positive = ["way", "max_shot", "query", "metabatch", "n_train_iters", "n_test_episodes",
-                "save_freq", "val_freq", "n_val_episodes", "print_freq", "log_freq"]
+    if cfg.way < 2:  # before the generic check: 1 is refused too, so "at least 1" misleads
+        raise ValueError(f"--way must be at least 2 for classification, got {cfg.way}")
+    # --n_steps 0 would meta-learn nothing (no adaptation: the loss stays at ln(way))
+    positive = ["max_shot", "query", "metabatch", "n_train_iters", "n_test_episodes",
+                "save_freq", "val_freq", "n_val_episodes", "print_freq", "log_freq", "n_steps"]
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.way < 2:
-        raise ValueError(f"--way must be at least 2 for classification, got {cfg.way}")
-    if cfg.n_steps < 0:
-        raise ValueError(f"--n_steps must be 0 or more, got {cfg.n_steps}")
+    if cfg.tensorboard:
+        from taml.tb import INSTALL_HINT, tensorboard_available
+
+        if not tensorboard_available():
+            raise ValueError(INSTALL_HINT)
+    if cfg.seed < 0:  # numpy's generators take no negative seeds
+        raise ValueError(f"--seed must be 0 or more, got {cfg.seed}")
     if cfg.shards < 0:
         raise ValueError(f"--shards must be 0 (one per process) or more, got {cfg.shards}")
     if cfg.shards and cfg.metabatch % cfg.shards:
@@ -162,14 +196,23 @@ def _check(cfg: Config) -> None:
     if cfg.n_mc_samples < 0:
         raise ValueError(f"--n_mc_samples must be 0 (posterior means) or more, got "
                          f"{cfg.n_mc_samples}")
-    if cfg.inner_lr <= 0 or cfg.meta_lr <= 0:
-        raise ValueError("--inner_lr and --meta_lr must be positive")
+    for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0", so test finiteness first
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"--{name} must be a positive finite number, got {value}")
     if cfg.n_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
         raise ValueError("--n_mc_samples samples the balancing variables; switch on at least "
                          "one of --omega_on --gamma_on --z_on, or use --n_mc_samples 0")
     if cfg.image_size is not None and cfg.image_size not in (32, 84):
         raise ValueError(f"--image_size must be 32 or 84 (the conv net's input sizes), got "
                          f"{cfg.image_size}")
+    from taml.data.registry import is_folder_dataset
+
+    if cfg.image_size is not None and not any(
+            is_folder_dataset(n) for n in cfg.id_dataset + cfg.ood_dataset):
+        # built-in datasets have their stores' size: the flag would be recorded, not used
+        raise ValueError(f"--image_size applies to folder:PATH datasets only; "
+                         f"{cfg.id_dataset[0]} has its own size: leave the flag out")
     if len(set(cfg.id_dataset)) != len(cfg.id_dataset):
         raise ValueError(f"--id_dataset lists a dataset twice: {','.join(cfg.id_dataset)}")
     from taml.data.registry import DatasetError, get_spec
@@ -179,6 +222,11 @@ def _check(cfg: Config) -> None:
         ood_specs = [get_spec(n, cfg.image_size) for n in cfg.ood_dataset]
     except DatasetError as error:
         raise ValueError(str(error)) from error
+    for spec in id_specs + ood_specs:
+        if spec.role != "few_shot":  # their classes are shared by train and test
+            raise ValueError(f"'{spec.name}' is a classification dataset for the biased-data "
+                             "learners (--mode train --dataset ...), not a few-shot dataset "
+                             "for meta-learning")
     for spec in id_specs:
         if "train" not in spec.splits:
             raise ValueError(f"'{spec.name}' has no meta-training split (it is an OOD "
@@ -195,8 +243,12 @@ def parse_config(argv: list[str] | None = None) -> Config:
     args = parser.parse_args(argv)
     cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
     try:
+        if cfg.savedir is not None:  # '~' expanded ('--savedir=~/x' escapes the shell's)
+            cfg = replace(cfg, savedir=str(expand_savedir(cfg.savedir, "--savedir")))
+        if cfg.data_root is not None:
+            cfg = replace(cfg, data_root=str(expand_savedir(cfg.data_root, "--data_root")))
         _check(cfg)
-    except ValueError as error:
+    except (ValueError, RunDirError) as error:
         parser.error(str(error))
     return cfg
 

@@ -68,6 +68,17 @@ def start(cfg: Config) -> World:
     return world
 
 
+def join(world: World, cuda: bool) -> World:
+    """``start`` for callers without a meta-learning Config (the biased-data modes): joins
+    torchrun's group, NCCL with this process on GPU ``LOCAL_RANK`` when ``cuda``, else gloo."""
+    if world.size > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if cuda else "gloo", rank=world.rank,
+                                world_size=world.size)
+    return world
+
+
 def stop(world: World, finished: bool = True) -> None:
     """Leaves the process group. After a normal finish every rank first waits for the
     others: rank 0 still writes the last checkpoint while the others are done, and a rank

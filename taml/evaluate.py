@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,6 +19,8 @@ from taml.distributed import SINGLE, World, device_of, gather_objects
 from taml.experiment import build_learner, evaluation_rng, samplers_for, torch_generator
 from taml.learners.meta_learner import MetaLearner, predictive_accuracy
 from taml.logs import RunLog
+from taml.resume import changed_test_settings, check_classes, check_meta_test, dataset_classes
+from taml.rundir import check_writable, write_json_atomic
 
 
 def confidence_interval(accuracies: np.ndarray) -> tuple[float, float]:
@@ -65,48 +68,68 @@ def episode_accuracies(
     return np.concatenate([per_rank[i % world.size][i // world.size] for i in range(index)])
 
 
-def check_compatible(trained: dict, cfg: Config) -> None:
-    """The meta-test command must build the same model as meta-training did."""
-    keys = ["alpha_on", "omega_on", "gamma_on", "z_on", "way", "id_dataset"]
-
-    def same(a, b) -> bool:  # lists come back from a checkpoint where tuples went in
-        return (tuple(a) == tuple(b)) if isinstance(a, (list, tuple)) else a == b
-
-    diffs = [f"--{k} {trained[k]!r} at meta_train, {getattr(cfg, k)!r} now" for k in keys
-             if not same(trained[k], getattr(cfg, k))]
-    if diffs:
-        raise SystemExit("meta_test must use the model flags of meta_train: "
-                         + "; ".join(diffs))
+def _load_checkpoint(savedir: Path, device) -> tuple[Path, dict, str]:
+    """The best-validated checkpoint, else the latest, and a line saying which was used
+    and why: an unreadable ``best.pt`` falls back to ``checkpoint.pt`` rather than stop."""
+    best, latest = savedir / checkpoint.BEST, savedir / checkpoint.LATEST
+    if not best.is_file() and not latest.is_file():
+        raise checkpoint.CheckpointError(f"no checkpoint in {savedir}: run --mode meta_train "
+                                         "with this --savedir first")
+    problem = None
+    if best.is_file():
+        try:
+            return best, checkpoint.load(best, device), "best validation score"
+        except checkpoint.CheckpointError as error:
+            if not latest.is_file():
+                raise
+            problem = f"{best.name} cannot be read ({error}), so the latest is used"
+    state = checkpoint.load(latest, device)
+    if problem is None:
+        n_validated = len(state.get("validation", []))
+        problem = (f"{best.name} is missing though {n_validated} validation(s) ran, so the "
+                   "latest is used" if n_validated else "latest; none was validated yet")
+    return latest, state, problem
 
 
 def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     """Restores the best-validated checkpoint (else the latest) and reports accuracy
-    mean ± 95% CI on the ID and OOD meta-test splits; writes a log and a JSON (rank 0).
+    mean ± 95% CI on the ID and OOD meta-test splits; writes a log and a JSON (rank 0),
+    both at the end and atomically, so an interrupted meta-test keeps the previous ones.
 
     Across processes the episodes are split over the ranks and their accuracies gathered,
     so the CI covers all ``--n_test_episodes``; with ``--n_mc_samples`` > 0 each rank draws
     posterior samples from its own generator."""
     savedir = Path(cfg.resolved_savedir)
-    best, latest = savedir / checkpoint.BEST, savedir / checkpoint.LATEST
-    path = best if best.is_file() else latest
-    if not path.is_file():
-        raise SystemExit(f"no checkpoint in {savedir}: run --mode meta_train with this "
-                         "--savedir first")
+    if not savedir.is_dir():
+        raise checkpoint.CheckpointError(f"no run in {savedir}: run --mode meta_train with "
+                                         "this --savedir first")
+    if world.is_main:
+        check_writable(savedir, "--savedir")  # before the episodes, not at the end
     device = device_of(cfg, world)
-    state = checkpoint.load(path, device)
-    check_compatible(state["config"], cfg)
+    path, state, how = _load_checkpoint(savedir, device)
+    check_meta_test(state["config"], cfg, savedir)
+    samplers = {role: samplers_for(cfg, names, "test")
+                for role, names in (("id", cfg.id_dataset), ("ood", cfg.ood_dataset))}
+    # the classes tested must be those held out when the run trained (folder: datasets)
+    check_classes(state.get("classes"), dataset_classes(cfg), ("test",), savedir)
     learner = build_learner(cfg).to(device)
     learner.load_state_dict(state["learner"])
     learner.eval()
 
+    # other test settings than the run's get their own files instead of overwriting
+    settings = changed_test_settings(state["config"], cfg)
     stem = f"test_step{cfg.n_steps}_mc{cfg.n_mc_samples}"
+    if settings:
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+        stem += f"_{digest}"
     log = RunLog(savedir / f"{stem}.log" if world.is_main else os.devnull, mode="w",
                  echo=world.is_main)
-    how = "best validation accuracy" if path == best else "latest; none was validated"
     log.line(f"Meta-test model at iteration {state['iteration']} ({path.name}: {how})")
+    if settings:
+        log.line("settings other than meta-training's: " + json.dumps(settings))
     results = []
-    for role, names in (("id", cfg.id_dataset), ("ood", cfg.ood_dataset)):
-        for name, sampler in samplers_for(cfg, names, "test").items():
+    for role in ("id", "ood"):
+        for name, sampler in samplers[role].items():
             rng = evaluation_rng(cfg.seed, 3, len(results))
             generator = torch_generator(cfg.seed + 1000 + len(results), world.rank)
             acc = episode_accuracies(
@@ -119,9 +142,11 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
             results.append({"role": role, "dataset": name, "accuracy": mean, "ci95": ci,
                             "n_episodes": len(acc)})
             log.line(f"{role}/{name} acc: {mean:.2f} +- {ci:.2f}")
-    log.close()
     report = {"checkpoint": path.name, "iteration": state["iteration"],
               "n_steps": cfg.n_steps, "n_mc_samples": cfg.n_mc_samples, "results": results}
+    if settings:
+        report["settings"] = settings
     if world.is_main:
-        (savedir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+        write_json_atomic(savedir / f"{stem}.json", report)
+    log.close()
     return report

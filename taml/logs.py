@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tqdm import tqdm
 
+from taml.rundir import write_text_atomic
+
 
 class RunLog:
+    """Lines appended to ``path`` as they come (``mode='a'``), or, with ``mode='w'``, kept
+    in memory and written atomically by :meth:`close`: an interrupted run then leaves the
+    previous file whole instead of an empty or partial one."""
+
     def __init__(self, path: Path | str, mode: str = "a", echo: bool = True):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, mode)
+        self.path = Path(path)
+        self.buffered = mode == "w"
+        self.lines: list[str] = []
+        self.handle = None
+        if not self.buffered:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, mode)
         self.echo = echo
 
     def line(self, text: str = "") -> None:
-        self.handle.write(text + "\n")
-        self.handle.flush()
+        if self.buffered:
+            self.lines.append(text)
+        else:
+            self.handle.write(text + "\n")
+            self.handle.flush()
         if self.echo:
             tqdm.write(text)  # keeps a live progress bar intact
 
     def close(self) -> None:
-        self.handle.close()
+        if self.buffered:
+            if str(self.path) != os.devnull:
+                write_text_atomic(self.path, "".join(t + "\n" for t in self.lines))
+        else:
+            self.handle.close()

@@ -4,13 +4,20 @@ Re-running the same command on the same ``--savedir`` continues from the last ch
 (``checkpoint.pt``: model, optimizer, iteration and every random state), and the resumed
 run ends with exactly the parameters of an uninterrupted one. ``best.pt`` holds the model
 with the best validation score (mean ID accuracy + mean OOD accuracy), which meta-test uses.
+
+A resume honours a new ``--n_train_iters``, ``--meta_lr`` (set on the optimizer) and the
+schedule flags, recording each change in the checkpoint, ``config.json`` and ``train.log``,
+and refuses flags that change what is learned (:mod:`taml.resume`). The folder is checked
+for writing before any work and locked while the run writes (:mod:`taml.rundir`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,10 +30,25 @@ from taml import checkpoint, distributed
 from taml.balancing_report import gamma_table, omega_table, plot_tendencies
 from taml.config import Config
 from taml.distributed import SINGLE, World
-from taml.evaluate import check_compatible, episode_accuracies
+from taml.evaluate import episode_accuracies
 from taml.experiment import RandomStreams, build_learner, evaluation_rng, samplers_for
 from taml.learners.meta_learner import meta_objective
 from taml.logs import RunLog
+from taml.resume import (
+    IncompatibleRun,
+    check_classes,
+    check_resume,
+    dataset_classes,
+    keep_metrics_until,
+)
+from taml.rundir import (
+    RunDirError,
+    RunLock,
+    check_writable,
+    disk_full_message,
+    write_json_atomic,
+)
+from taml.tb import TensorBoard
 
 GRAD_CLIP = 3.0  # element-wise, as the original
 N_TABLE_TASKS = 10
@@ -36,6 +58,19 @@ STATS = ("cross_entropy", "kl", "accuracy")
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def _diverged(cfg, iteration: int, objective: float, latest: Path, last_saved: int) -> str:
+    """The divergence message: a lowered --meta_lr is honoured on resume; --inner_lr is
+    part of what was learned (refused on resume), so it needs a new run."""
+    inner = "" if cfg.alpha_on else " or --inner_lr"
+    if last_saved == 0:
+        return (f"iteration {iteration}: the meta-objective is {objective}, and no checkpoint "
+                f"was saved yet; rerun with a lower --meta_lr{inner} (it starts over)")
+    advice = ("; a lower --inner_lr needs a new run (another --savedir)" if inner else "")
+    return (f"iteration {iteration}: the meta-objective is {objective}. The last good "
+            f"checkpoint ({latest.name}, iteration {last_saved}) is kept; rerun the same "
+            f"command with a lower --meta_lr to resume from it at that rate{advice}")
 
 
 def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> dict:
@@ -80,14 +115,15 @@ def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, save
                         counts, values)
 
 
-def _state(cfg, learner, optimizer, streams, iteration, history, world) -> dict:
+def _state(cfg, learner, optimizer, streams, iteration, history, world, record) -> dict:
     """The checkpoint; ``random`` holds every shard's streams, gathered from all ranks
-    (a collective: every rank calls this, rank 0 writes the result)."""
+    (a collective: every rank calls this, rank 0 writes the result). ``record``: the
+    datasets' classes per split and the flags changed on resume (``changes``)."""
     per_rank = distributed.gather_objects([s.state() for s in streams], world)
     return {"config": cfg.to_dict(), "learner": learner.state_dict(),
             "optimizer": optimizer.state_dict(), "iteration": iteration,
             "random": [state for states in per_rank for state in states],
-            "validation": history}
+            "validation": history, **record}
 
 
 def meta_train(cfg: Config, world: World = SINGLE) -> dict:
@@ -98,43 +134,78 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     shards = distributed.shard_count(cfg, world)
     cfg = replace(cfg, shards=shards)  # the saved config records how the run was split
     savedir = Path(cfg.resolved_savedir)
-    savedir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        check_writable(savedir, "--savedir")  # before the data and the iterations
     device = distributed.device_of(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
     ood_val = samplers_for(cfg, cfg.ood_dataset, "valid")
+    classes = dataset_classes(cfg)
+    # one run per folder: a second one would interleave logs, CSV rows and checkpoints
+    with RunLock(savedir) if world.is_main else contextlib.nullcontext():
+        try:
+            return _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes)
+        except OSError as error:  # a full disk, or a folder gone read-only mid-run
+            where = error.filename or savedir
+            raise RunDirError(disk_full_message(error, where, "--savedir")) from None
 
+
+def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> dict:
+    shards = cfg.shards
     learner = build_learner(cfg).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.meta_lr)
     mine = range(world.rank * shards // world.size, (world.rank + 1) * shards // world.size)
     streams = [RandomStreams.from_seed(cfg.seed, shard) for shard in mine]
-    log = RunLog(savedir / "train.log" if world.is_main else os.devnull, echo=world.is_main)
     history: list[dict] = []
+    record = {"classes": classes, "changes": []}
     start = 1
     latest = savedir / checkpoint.LATEST
     state = None
     if world.is_main and latest.is_file():  # rank 0 reads it: other nodes need no copy
         state = checkpoint.load(latest, device if world.size == 1 else "cpu")
     state = distributed.broadcast_object(state, world)
+    changes = []
     if state is not None:
-        check_compatible(state["config"], cfg)
+        changes = check_resume(state["config"], cfg, savedir)
+        check_classes(state.get("classes"), classes, ("train", "valid"), savedir)
         saved = state["random"]
         saved = [saved] if isinstance(saved, dict) else saved  # a one-stream checkpoint
         if len(saved) != shards:
-            raise SystemExit(f"{latest} was trained as {len(saved)} shard(s) per meta-batch "
-                             f"and this run draws {shards}; resume with torchrun "
-                             f"--nproc_per_node {len(saved)}, or with --shards {len(saved)}")
+            raise IncompatibleRun(
+                f"{latest} was trained as {len(saved)} shard(s) per meta-batch and this run "
+                f"draws {shards}; resume with torchrun --nproc_per_node {len(saved)}, or "
+                f"with --shards {len(saved)}")
+        if state["iteration"] >= cfg.n_train_iters:  # nothing to do: change no file
+            if world.is_main:
+                print(f"note: the run in {savedir} is finished (iteration "
+                      f"{state['iteration']}, --n_train_iters {cfg.n_train_iters}): raise "
+                      "--n_train_iters to train it further, or run --mode meta_test",
+                      file=sys.stderr)
+            return {"iteration": state["iteration"], "validation": state["validation"],
+                    "savedir": str(savedir), "finished": True}
         learner.load_state_dict(state["learner"])
         optimizer.load_state_dict(state["optimizer"])
+        # the flag, not the saved rate: a lowered --meta_lr (the divergence advice) applies
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.meta_lr
         for stream, shard in zip(streams, mine, strict=True):
             stream.restore(saved[shard])
         history = state["validation"]
         start = state["iteration"] + 1
+        record["changes"] = state.get("changes", []) + [
+            {"iteration": start, "flag": f"--{name}", "old": old, "new": new}
+            for name, old, new in changes]
+    log = RunLog(savedir / "train.log" if world.is_main else os.devnull, echo=world.is_main)
+    board = TensorBoard(savedir / "tensorboard" if cfg.tensorboard and world.is_main else None)
+    if state is not None:
         log.line(f"Resuming from {latest} at iteration {state['iteration']}")
+        for name, old, new in changes:
+            log.line(f"  --{name} {old} -> {new} from iteration {start} (recorded in "
+                     f"{latest.name} and config.json)")
     else:
-        if world.is_main:
-            (savedir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         log.line(json.dumps(cfg.to_dict()))
+    if world.is_main and (state is None or changes):
+        write_json_atomic(savedir / "config.json", cfg.to_dict())
     # identical by construction (same seed, same checkpoint); rank 0's values make it certain
     distributed.broadcast_tensors(list(learner.state_dict().values()), world)
     best_score = max((h["score"] for h in history), default=-np.inf)
@@ -142,6 +213,8 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
 
     metrics_path = savedir / "train_metrics.csv"
     new_csv = not metrics_path.is_file() or start == 1
+    if world.is_main and not new_csv:
+        keep_metrics_until(metrics_path, start - 1)
     metrics_file = open(metrics_path if world.is_main else os.devnull,
                         "w" if new_csv else "a", newline="")
     metrics = csv.writer(metrics_file)
@@ -150,7 +223,7 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     names = list(id_train)
     shard_tasks = cfg.metabatch // shards
     window = {key: [] for key in STATS}
-    window_start = time.perf_counter()
+    busy = 0.0  # seconds spent in meta-iterations since the last log line (no validation)
     bar = tqdm(range(start, cfg.n_train_iters + 1), initial=start - 1, total=cfg.n_train_iters,
                desc=f"meta-train {cfg.method}", disable=not (cfg.progress and world.is_main),
                unit="it")
@@ -158,6 +231,7 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     for iteration in bar:
         # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
         sampler = id_train[names[iteration % len(names)]]
+        step_start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         # sums over this rank's tasks: objective, cross-entropy, kl, accuracy; bad shards
         totals = torch.zeros(len(STATS) + 2, device=device)
@@ -179,15 +253,12 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
         objective = totals[0].item()
         if totals[-1].item() > 0:
             metrics_file.close()
-            raise TrainingDiverged(
-                f"iteration {iteration}: the meta-objective is {objective}. The last good "
-                f"checkpoint ({latest.name}, iteration {last_saved}) is kept; lower --meta_lr "
-                "or --inner_lr and rerun the same command to resume from it."
-            )
+            raise TrainingDiverged(_diverged(cfg, iteration, objective, latest, last_saved))
         for p in learner.parameters():  # after the sum over ranks, as one process clips
             if p.grad is not None:
                 p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
         optimizer.step()
+        busy += time.perf_counter() - step_start
 
         for key, total in zip(STATS, totals[1:-1].tolist(), strict=True):
             window[key].append(total / cfg.metabatch)
@@ -195,24 +266,27 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
 
         if iteration % cfg.log_freq == 0:
             means = {k: float(np.mean(v)) for k, v in window.items()}
-            seconds = (time.perf_counter() - window_start) / len(window["accuracy"])
+            seconds = busy / len(window["accuracy"])
             log.line(f"train  iter {iteration}: cross-entropy {means['cross_entropy']:.4f}, "
                      f"kl {means['kl']:.4f}, acc {100 * means['accuracy']:.2f} "
                      f"({seconds:.2f} s/iter)")
             metrics.writerow([iteration, means["cross_entropy"], means["kl"],
                               means["accuracy"], seconds])
             metrics_file.flush()
+            board.train(iteration, means, seconds)
+            board.balancing(iteration, outputs.balancing)
             window = {k: [] for k in window}
-            window_start = time.perf_counter()
+            busy = 0.0
 
         if iteration % cfg.val_freq == 0 and (id_val or ood_val):
             result = _validate(cfg, learner, id_val, ood_val, device, iteration, log, world)
             history.append(result)
+            board.validation(result)
             if world.is_main:
-                (savedir / "validation.json").write_text(json.dumps(history, indent=2))
+                write_json_atomic(savedir / "validation.json", history)
             if result["score"] > best_score:
                 best_score = result["score"]
-                state = _state(cfg, learner, optimizer, streams, iteration, history, world)
+                state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
                 if world.is_main:
                     checkpoint.save_atomic(state, savedir / checkpoint.BEST)
 
@@ -221,11 +295,12 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
             _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
 
         if iteration % cfg.save_freq == 0 or iteration == cfg.n_train_iters:
-            state = _state(cfg, learner, optimizer, streams, iteration, history, world)
+            state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
             if world.is_main:
                 checkpoint.save_atomic(state, latest)
             last_saved = iteration
     bar.close()
     metrics_file.close()
+    board.close()
     log.close()
     return {"iteration": cfg.n_train_iters, "validation": history, "savedir": str(savedir)}

@@ -18,6 +18,7 @@ from taml import checkpoint
 from taml.config import parse_config
 from taml.distributed import World
 from taml.experiment import RandomStreams
+from taml.resume import IncompatibleRun
 from taml.trainer import meta_train
 
 from .test_config import ROOT
@@ -83,7 +84,7 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(data_root, tmp_pa
     # the checkpoint holds both ranks' streams: one process with --shards 2 continues too
     alone = tmp_path / "alone"
     shutil.copytree(interrupted, alone)
-    with pytest.raises(SystemExit, match="resume with torchrun --nproc_per_node 2"):
+    with pytest.raises(IncompatibleRun, match="resume with torchrun --nproc_per_node 2"):
         meta_train(parse_config(flags(data_root, alone, "--n_train_iters", "4", *COMMON)))
     one_process(*flags(data_root, alone, "--n_train_iters", "4", "--shards", "2", *COMMON))
     torchrun(*flags(data_root, interrupted, "--n_train_iters", "4", *COMMON))

@@ -12,6 +12,7 @@ from taml import checkpoint
 from taml.balancing_report import gamma_table, omega_table
 from taml.config import parse_config
 from taml.evaluate import confidence_interval, meta_test
+from taml.resume import IncompatibleRun
 from taml.trainer import TrainingDiverged, meta_train
 
 TINY = ["--way", "3", "--max_shot", "4", "--query", "2", "--n_steps", "1", "--metabatch", "2",
@@ -92,7 +93,7 @@ def test_meta_test_reports_mean_and_ci_and_writes_files(data_root, tmp_path):
 def test_meta_test_refuses_other_model_flags(data_root, tmp_path):
     savedir = tmp_path / "run"
     meta_train(config(data_root, savedir, "--n_train_iters", "1"))
-    with pytest.raises(SystemExit, match="--alpha_on False at meta_train, True now"):
+    with pytest.raises(IncompatibleRun, match="no --alpha_on there, --alpha_on now"):
         meta_test(config(data_root, savedir, "--mode", "meta_test", "--alpha_on"))
 
 

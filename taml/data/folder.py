@@ -8,6 +8,13 @@ meta-train / meta-val / meta-test, deterministically from ``seed``: the sorted c
 shuffled by ``default_rng(seed)``. The result is three ordinary stores under the cache folder,
 plus ``manifest.json`` saying what they were made from.
 
+Adding or removing a class reshuffles the split, so a run records each split's class names
+in its checkpoint and refuses to resume or meta-test on a changed folder
+(:func:`taml.resume.check_classes`). A split by a stable hash of each class name would not
+move classes, but only keeps 64:16:20 on average: a 32-class folder would often get fewer
+than 5 meta-val classes (binomial, sd ~2), too few for a 5-way task, and the documented
+proportions would no longer hold; the exact proportions plus a refusal keep both promises.
+
 The cache check only lists the folder and reads file sizes and modification times, so it is
 cheap enough to run on every load; adding, removing or changing an image rebuilds the cache.
 """
@@ -22,6 +29,7 @@ from tqdm import tqdm
 
 from taml.data.registry import ALL_SPLITS, DatasetError
 from taml.data.store import make_split, recipe_matches, save_split, write_recipe
+from taml.rundir import check_writable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "manifest.json"
@@ -80,6 +88,11 @@ def split_counts(n_classes: int, split_ratio: tuple[int, ...]) -> tuple[int, ...
         counts[np.argmax(counts)] -= 1
         counts[np.argmin(counts)] += 1
     return tuple(int(c) for c in counts)
+
+
+def _has_nested_images(folder: Path) -> bool:
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in folder.rglob("*")
+               if _visible(path) and path.parent != folder)
 
 
 def _fingerprint(classes: dict[str, list[Path]]) -> str:
@@ -154,11 +167,15 @@ def import_folder(
     if small:
         listed = ", ".join(f"'{name}' has {count}" for name, count in small[:5])
         more = f" (and {len(small) - 5} more classes)" if len(small) > 5 else ""
+        nested = [name for name, _ in small if _has_nested_images(source / name)]
+        hint = (f" Images in sub-folders of a class (e.g. {source / nested[0]}/*/) are not "
+                "searched: move them up into the class folder." if nested else
+                " Add images to the class or remove its folder.")
         raise DatasetError(
             f"too few images in {source}: class {listed}{more}; each class needs at least "
-            f"{min_images_per_class} PNG/JPEG images. Add images to the class or remove its "
-            "folder."
+            f"{min_images_per_class} PNG/JPEG images.{hint}"
         )
+    check_writable(out_dir, "--data_root")  # before importing, not at the first write
     counts = split_counts(len(classes), split_ratio)
     names = sorted(classes)
     order = np.random.default_rng(seed).permutation(len(names))

@@ -7,6 +7,8 @@ This is the boundary where a dataset enters: a missing store gets an error namin
 
 from __future__ import annotations
 
+import sys
+import zipfile
 from pathlib import Path
 
 from taml.data.registry import (
@@ -18,6 +20,7 @@ from taml.data.registry import (
     is_folder_dataset,
 )
 from taml.data.store import SplitData, load_split, split_path
+from taml.rundir import disk_full_message
 
 
 def load_dataset_split(
@@ -40,14 +43,40 @@ def load_dataset_split(
     if root != default_data_root() and not is_folder_dataset(name):
         fix_hint += f" --data_root {root}"
 
-    if name in ("synthetic", "synthetic_ood") and not split_path(directory, split).is_file():
-        from taml.data.synthetic import generate_synthetic
+    try:
+        if name in ("synthetic", "synthetic_ood"):
+            from taml.data.synthetic import ensure_synthetic
 
-        generate_synthetic(name, root)
-    if is_folder_dataset(name):
-        from taml.data.folder import import_folder
+            ensure_synthetic(name, root)
+        if is_folder_dataset(name):
+            from taml.data.folder import import_folder
 
-        source = name[len(FOLDER_PREFIX):]
-        import_folder(source, directory, image_size=spec.image_size)
-        fix_hint = f"check the folder {source} (its cache is {directory})"
+            source = name[len(FOLDER_PREFIX):]
+            import_folder(source, directory, image_size=spec.image_size,
+                          progress=sys.stderr.isatty())
+            fix_hint = f"check the folder {source} (its cache is {directory})"
+    except OSError as error:  # a full disk while a store is written
+        raise DatasetError(disk_full_message(error, error.filename or directory,
+                                             "--data_root")) from None
     return load_split(directory, split, fix_hint=fix_hint, image_size=spec.image_size)
+
+
+def split_class_names(
+    name: str,
+    split: str,
+    data_root: Path | str | None = None,
+    image_size: int | None = None,
+) -> list[str] | None:
+    """The class names of a split's store, read without its images (an ``.npz`` loads
+    members on access); None when the store is missing or unreadable (loading it reports
+    why). A run records them to notice a dataset whose split changed."""
+    import numpy as np
+
+    spec = get_spec(name, image_size)
+    root = Path(data_root) if data_root is not None else default_data_root()
+    path = split_path(dataset_dir(name, root, spec.image_size), split)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return [str(n) for n in archive["class_names"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None

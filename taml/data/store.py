@@ -2,7 +2,8 @@
 
 A split is one uncompressed ``.npz`` file, ``<data_root>/<name>/<split>.npz``, holding
 
-- ``images``: uint8 ``[N, H, W, 3]``, sorted by label;
+- ``images``: uint8 ``[N, H, W, 3]``, sorted by label (``[N, H, W, 1]`` for the greyscale
+  classification datasets, MNIST, which keep their one channel for LeNet);
 - ``labels``: int64 ``[N]``, values ``0..C-1``, non-decreasing;
 - ``class_names``: unicode ``[C]``;
 - ``format_version``: int scalar.
@@ -15,8 +16,6 @@ CRC-32 checksums that numpy verifies on read, so flipped bytes are caught on loa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from taml.data.registry import DatasetError
+from taml.rundir import atomic_writer, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -32,7 +32,7 @@ FORMAT_VERSION = 1
 class SplitData:
     """One split in memory. ``class_offsets[c]:class_offsets[c+1]`` are class c's rows."""
 
-    images: np.ndarray  # uint8 [N, H, W, 3]
+    images: np.ndarray  # uint8 [N, H, W, 3], or [N, H, W, 1] for greyscale (MNIST)
     labels: np.ndarray  # int64 [N]
     class_names: tuple[str, ...]
 
@@ -57,7 +57,11 @@ class SplitData:
 def make_split(images: np.ndarray, labels: np.ndarray, class_names) -> SplitData:
     """Builds a validated, label-sorted :class:`SplitData` from arrays in any order."""
     images = np.asarray(images)
-    labels = np.asarray(labels).astype(np.int64)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub" and np.any(labels != np.round(labels)):
+        raise DatasetError(f"labels must be whole class indices, got e.g. "
+                           f"{labels[labels != np.round(labels)][0]}")
+    labels = labels.astype(np.int64)
     order = np.argsort(labels, kind="stable")
     split = SplitData(np.ascontiguousarray(images[order]), labels[order], tuple(class_names))
     _validate(split, source="the arrays given")
@@ -66,9 +70,12 @@ def make_split(images: np.ndarray, labels: np.ndarray, class_names) -> SplitData
 
 def _validate(split: SplitData, source: str, image_size: int | None = None) -> None:
     images, labels = split.images, split.labels
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    # one channel is allowed for the greyscale classification stores (MNIST); the episodic
+    # few-shot datasets are all RGB, which config checks by the registry's role
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DatasetError(
-            f"{source}: images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}"
+            f"{source}: images must be uint8 [N, H, W, 3] (or [N, H, W, 1] greyscale), got "
+            f"{images.dtype} {images.shape}"
         )
     if images.shape[1] != images.shape[2]:
         raise DatasetError(f"{source}: images must be square, got {images.shape[1:3]}")
@@ -95,28 +102,28 @@ def split_path(directory: Path | str, split: str) -> Path:
     return Path(directory) / f"{split}.npz"
 
 
+def check_not_folder(path: Path) -> None:
+    """A folder where a store file belongs would make every write fail after the work."""
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder where a store file belongs: remove it "
+                           f"(rm -r '{path}') and run again")
+
+
 def save_split(directory: Path | str, split: str, data: SplitData) -> Path:
     """Writes ``data`` atomically to ``<directory>/<split>.npz`` and returns the path."""
     _validate(data, source=f"split '{split}'")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = split_path(directory, split)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{split}.", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                images=data.images,
-                labels=data.labels,
-                class_names=np.array(data.class_names, dtype=np.str_),
-                format_version=np.int64(FORMAT_VERSION),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    check_not_folder(final)
+    with atomic_writer(final) as handle:
+        np.savez(
+            handle,
+            images=data.images,
+            labels=data.labels,
+            class_names=np.array(data.class_names, dtype=np.str_),
+            format_version=np.int64(FORMAT_VERSION),
+        )
     return final
 
 
@@ -132,6 +139,7 @@ def load_split(
     ``fix_hint`` is the command that (re)creates the file; every error names it.
     """
     path = split_path(directory, split)
+    check_not_folder(path)
     if not path.is_file():
         raise DatasetError(f"{path} not found. Create it with: {fix_hint}")
     try:
@@ -148,18 +156,28 @@ def load_split(
                     f"{path} has format version {version}, this taml reads {FORMAT_VERSION}. "
                     f"Recreate it with: {fix_hint} --force"
                 )
+            labels = archive["labels"]
+            if labels.dtype.kind not in "iu":  # a cast would truncate 0.5 to class 0
+                raise DatasetError(
+                    f"{path}: labels are {labels.dtype}, not integers; it is not a taml "
+                    f"store. Recreate it with: {fix_hint} --force"
+                )
             data = SplitData(
                 images=archive["images"],
-                labels=archive["labels"].astype(np.int64, copy=False),
+                labels=labels.astype(np.int64, copy=False),
                 class_names=tuple(str(n) for n in archive["class_names"]),
             )
     except DatasetError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+        # numpy's own text can advise allow_pickle=True, which is no fix for a bad store
+        reason = str(error).splitlines()[0] if str(error) else ""
+        if "pickle" in reason.lower():
+            reason = "its header cannot be read"
         raise DatasetError(
-            f"{path} is corrupt or incomplete ({type(error).__name__}: {error}). "
+            f"{path} is corrupt or incomplete ({type(error).__name__}: {reason}). "
             f"Recreate it with: {fix_hint} --force"
-        ) from error
+        ) from None
     try:
         _validate(data, source=str(path), image_size=image_size)
     except DatasetError as error:
@@ -185,4 +203,4 @@ def recipe_matches(directory: Path | str, manifest_name: str, recipe: dict,
 
 def write_recipe(directory: Path | str, manifest_name: str, recipe: dict) -> None:
     """The manifest :func:`recipe_matches` reads; written after the last split."""
-    (Path(directory) / manifest_name).write_text(json.dumps(recipe, indent=1) + "\n")
+    write_text_atomic(Path(directory) / manifest_name, json.dumps(recipe, indent=1) + "\n")

@@ -20,14 +20,24 @@ Everything is deterministic from ``--seed``: class c of a dataset draws from
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from taml.data.registry import dataset_dir, default_data_root
-from taml.data.store import make_split, recipe_matches, save_split, write_recipe
+from taml.data.registry import DatasetError, dataset_dir, default_data_root
+from taml.data.store import (
+    check_not_folder,
+    make_split,
+    recipe_matches,
+    save_split,
+    split_path,
+    write_recipe,
+)
+from taml.rundir import RunDirError, check_writable
 
 IMAGE_SIZE = 32
 IMAGES_PER_CLASS = 80
@@ -203,6 +213,38 @@ def generate_synthetic(name: str, data_root: Path | str | None = None, seed: int
     return directory
 
 
+def ensure_synthetic(name: str, data_root: Path | str | None = None) -> Path:
+    """The store of an embedded dataset, generated on first use, and rebuilt (saying so)
+    when an older generator made it or it is incomplete: only the files' existence would
+    keep images from before a generator change forever. The recipe the folder records
+    (seed, sizes) is kept; only the generator is new."""
+    root = data_root if data_root is not None else default_data_root()
+    directory = dataset_dir(name, root)
+    for split in _family(name)[2]:
+        check_not_folder(split_path(directory, split))
+    try:
+        recorded = json.loads((directory / MANIFEST).read_text())
+        seed, per_class = int(recorded["seed"]), int(recorded["images_per_class"])
+        splits = {str(k): int(v) for k, v in recorded["splits"].items()}
+        version = recorded.get("generator_version")
+        if recorded.get("name") != name or not splits:
+            raise ValueError(name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded, seed, per_class, splits, version = None, 0, IMAGES_PER_CLASS, None, None
+    recipe = {"name": name, "seed": seed, "images_per_class": per_class,
+              "splits": splits or _family(name)[2], "generator_version": GENERATOR_VERSION}
+    if recipe_matches(directory, MANIFEST, recipe, recipe["splits"]):
+        return directory
+    check_writable(directory, "--data_root")  # before minutes of generating, not after
+    if recorded is not None and version != GENERATOR_VERSION:
+        print(f"note: {directory} was made by generator version {version}, this taml's is "
+              f"{GENERATOR_VERSION}: rebuilding it", file=sys.stderr)
+    elif directory.exists():
+        print(f"note: {directory} is incomplete: rebuilding it", file=sys.stderr)
+    return generate_synthetic(name, root, seed, images_per_class=per_class, splits=splits,
+                              progress=sys.stderr.isatty())
+
+
 def save_preview(classes: list[np.ndarray], path: Path, n_classes: int = 10,
                  per_class: int = 8, zoom: int = 2) -> Path:
     """A PNG grid for people: one row per class (the first ``n_classes``), its first
@@ -217,7 +259,7 @@ def save_preview(classes: list[np.ndarray], path: Path, n_classes: int = 10,
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate taml's embedded datasets.")
     parser.add_argument("--data_root", default=None, help="default: data/ or $TAML_DATA_ROOT")
     parser.add_argument("--seed", type=int, default=0)
@@ -225,10 +267,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     for name in ("synthetic", "synthetic_ood"):
-        directory = generate_synthetic(name, args.data_root, args.seed, args.force)
+        try:
+            if not args.force:
+                check_writable(dataset_dir(name, args.data_root or default_data_root()),
+                               "--data_root")
+            directory = generate_synthetic(name, args.data_root, args.seed, args.force)
+        except (DatasetError, RunDirError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(f"{name}: {directory} (look at {directory / 'preview.png'})")
     print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The paper's nine datasets: download, verify and convert each to the taml store.
+"""The paper's nine datasets, and MNIST / CIFAR-10 / CIFAR-100 for the biased-data
+learners: download, verify and convert each to the taml store.
 
 One module per dataset, each with ``prepare(data_root, force=False, ...) -> Path`` that
 writes ``<data_root>/<name>/<split>.npz`` (see :mod:`taml.data.store`) with the original's
@@ -43,13 +44,33 @@ SOURCES = {
     "vgg_flower": "vgg_flower",
     "traffic": "traffic",
     "fashion-mnist": "fashion_mnist",
+    # the classification datasets of the biased-data learners (train/test, shared classes)
+    "mnist": "mnist",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
 }
 
 
 def mirror(name: str, default: str) -> str:
     """The base URL of ``name``'s source: ``$TAML_MIRROR_<NAME>`` if set, else ``default``."""
     variable = "TAML_MIRROR_" + name.upper().replace("-", "_")
-    return os.environ.get(variable, default).rstrip("/")
+    value = os.environ.get(variable)
+    if value is None:
+        return default.rstrip("/")
+    if not value.lower().startswith(("http://", "https://")):  # requests reads only HTTP(S)
+        folder = value[len("file://"):] if value.lower().startswith("file://") else value
+        raise DatasetError(
+            f"{variable}={value}: a mirror must be an http:// or https:// URL. To use a "
+            f"local folder, serve it (python -m http.server 8000 --directory {folder}) and "
+            f"set {variable}=http://127.0.0.1:8000"
+        )
+    return value.rstrip("/")
+
+
+def redownload(raw: Path | str) -> str:
+    """The fix for raw files that verified but do not hold the dataset (a wrong archive
+    from a mirror without checksums): ``--force`` would reuse them, so they must go."""
+    return f"delete {raw} and run the command again to download the files afresh"
 
 
 def raw_dir(name: str, data_root: Path | str | None) -> Path:

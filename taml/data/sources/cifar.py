@@ -23,6 +23,7 @@ from taml.data.sources import (
     load_image_files,
     mirror,
     raw_dir,
+    redownload,
     split_from_groups,
     write_store,
     zenodo_file,
@@ -76,7 +77,7 @@ def prepare(data_root: Path, force: bool = False) -> Path:
             dataset = library.CIFARFS(root=str(raw), mode=mode, download=False)
         except OSError as error:
             raise DatasetError(f"{raw / 'cifarfs'} does not hold CIFAR-FS as expected "
-                               f"({error}); run again with --force") from error
+                               f"({error}); {redownload(raw)}") from error
         if sorted(dataset.classes) != sorted(ORIGINAL_CLASSES[split]):
             raise DatasetError(
                 f"the mirror's CIFAR-FS {mode} split differs from the original's "

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from taml.data.download import GZIP_MAGIC, download, gunzip
 from taml.data.registry import DatasetError, dataset_dir
-from taml.data.sources import already_prepared, grey_to_rgb, mirror, raw_dir, write_store
+from taml.data.sources import (
+    already_prepared,
+    grey_to_rgb,
+    mirror,
+    raw_dir,
+    redownload,
+    write_store,
+)
 from taml.data.store import make_split
 
 NAME = "fashion-mnist"
@@ -51,7 +58,7 @@ def prepare(data_root: Path, force: bool = False) -> Path:
         dataset = library(root=str(raw), train=False, download=False)
     except (RuntimeError, ValueError, OSError, AssertionError) as error:
         raise DatasetError(f"torchvision cannot read Fashion-MNIST in {folder} ({error}); "
-                           "run again with --force") from error
+                           f"{redownload(raw)}") from error
     images = grey_to_rgb(dataset.data.numpy(), IMAGE_SIZE, desc=f"{NAME} test")
     split = make_split(images, dataset.targets.numpy(), list(dataset.classes))
     return write_store(NAME, data_root, {"test": split})

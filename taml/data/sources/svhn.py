@@ -23,7 +23,14 @@ import numpy as np
 
 from taml.data.download import MAT_MAGIC, download
 from taml.data.registry import DatasetError, dataset_dir
-from taml.data.sources import already_prepared, mirror, raw_dir, split_from_groups, write_store
+from taml.data.sources import (
+    already_prepared,
+    mirror,
+    raw_dir,
+    redownload,
+    split_from_groups,
+    write_store,
+)
 
 NAME = "svhn"
 BASE_URL = "http://ufldl.stanford.edu/housenumbers"  # $TAML_MIRROR_SVHN replaces it
@@ -43,7 +50,7 @@ def _load(raw: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         dataset = _torchvision_svhn()(root=str(raw), split=split, download=False)
     except (RuntimeError, ValueError, OSError) as error:
         raise DatasetError(f"torchvision cannot read SVHN's {split} file in {raw} ({error}); "
-                           "run again with --force") from error
+                           f"{redownload(raw)}") from error
     return np.ascontiguousarray(dataset.data.transpose(0, 2, 3, 1)), dataset.labels
 
 

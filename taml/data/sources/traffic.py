@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from taml.data.download import ZIP_MAGIC, download, extract
 from taml.data.registry import DatasetError, dataset_dir
-from taml.data.sources import already_prepared, mirror, raw_dir, to_rgb, write_store
+from taml.data.sources import (
+    already_prepared,
+    mirror,
+    raw_dir,
+    redownload,
+    to_rgb,
+    write_store,
+)
 from taml.data.store import make_split
 
 NAME = "traffic"
@@ -41,16 +48,16 @@ def prepare(data_root: Path, force: bool = False) -> Path:
     try:
         dataset = GTSRB(root=str(raw), split="train", download=False)
     except (RuntimeError, OSError) as error:
-        raise DatasetError(f"{folder} does not hold GTSRB as expected ({error}); run again "
-                           "with --force") from error
+        raise DatasetError(f"{folder} does not hold GTSRB as expected ({error}); "
+                           f"{redownload(raw)}") from error
     images = np.empty((len(dataset), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     labels = np.empty(len(dataset), dtype=np.int64)
     for i in tqdm(range(len(dataset)), desc=f"{NAME} test", unit="img", leave=False):
         try:
             image, labels[i] = dataset[i]
         except OSError as error:
-            raise DatasetError(f"cannot read GTSRB image {i} in {folder} ({error}); run "
-                               "again with --force") from error
+            raise DatasetError(f"cannot read GTSRB image {i} in {folder} ({error}); "
+                               f"{redownload(raw)}") from error
         images[i] = to_rgb(image, IMAGE_SIZE)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     split = make_split(images, labels, [f"{c:02d}" for c in range(n_classes)])

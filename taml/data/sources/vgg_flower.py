@@ -23,6 +23,7 @@ from taml.data.sources import (
     load_image_files,
     mirror,
     raw_dir,
+    redownload,
     write_store,
 )
 from taml.data.store import make_split
@@ -65,7 +66,7 @@ def prepare(data_root: Path, force: bool = False) -> Path:
             dataset = library.VGGFlower102(root=str(raw), mode=mode, download=False)
         except (OSError, ValueError) as error:
             raise DatasetError(f"{folder} does not hold the flowers as expected ({error}); "
-                               "run again with --force") from error
+                               f"{redownload(raw)}") from error
         paths = [path for path, _ in dataset.data]
         images, _ = load_image_files(paths, IMAGE_SIZE, desc=f"{NAME} {split}")
         labels = np.array([label for _, label in dataset.data])

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# l2rw-cifar10-noise40 with every method (see runfiles/biased.sh); METHODS="erm mwnet" runs a subset.
+# Extra flags pass through to main.py: runfiles/biased-l2rw-cifar10-noise40.sh --device cpu --seeds 0,1,2
+set -euo pipefail
+for method in ${METHODS:-erm class_balanced focal tml l2rw mwnet}; do
+  "$(dirname "$0")/biased.sh" l2rw-cifar10-noise40 "$method" "$@"
+done

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# tml-mnist23 with every method (see runfiles/biased.sh); METHODS="erm mwnet" runs a subset.
+# Extra flags pass through to main.py: runfiles/biased-tml-mnist23.sh --device cpu --seeds 0,1,2
+set -euo pipefail
+for method in ${METHODS:-erm class_balanced focal tml l2rw mwnet}; do
+  "$(dirname "$0")/biased.sh" tml-mnist23 "$method" "$@"
+done

@@ -1,0 +1,65 @@
+"""``python main.py --mode train|test --method ...``: learning from biased data.
+
+Errors a user can fix (a bad data recipe, an unusable --savedir, a checkpoint of another
+run, a diverged run) print one line and exit 2 (1 for divergence); Ctrl-C exits 130 and the
+same command resumes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from taml.biased.config import parse_biased_config
+
+LNL_MODULE = "taml.biased.lnl_train"
+
+
+def _lnl(cfg) -> int:
+    """--method lnl is Learning Not to Learn (taml/biased/lnl_train.py, its own loop)."""
+    if importlib.util.find_spec(LNL_MODULE) is None:
+        print("error: --method lnl needs taml/biased/lnl_train.py, which this checkout lacks; "
+              "choose another --method", file=sys.stderr)
+        return 2
+    module = importlib.import_module(LNL_MODULE)
+    (module.train if cfg.mode == "train" else module.test)(cfg)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_biased_config(argv)  # argparse prints the one-line usage error, exits 2
+    from taml import distributed
+    from taml.biased.records import RunError, TrainingDiverged
+    from taml.data.registry import DatasetError
+    from taml.rundir import RunDirError
+
+    world = None
+    finished = False
+    try:
+        if cfg.method == "lnl":
+            code = _lnl(cfg)
+            finished = True
+            return code
+        import torch
+
+        from taml.biased.testing import test
+        from taml.biased.trainer import train
+
+        cuda = cfg.device != "cpu" and torch.cuda.is_available()
+        world = distributed.join(distributed.World.from_env(), cuda)
+        (train if cfg.mode == "train" else test)(cfg, world)
+        finished = True
+    except (DatasetError, RunDirError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    finally:
+        if world is not None:
+            distributed.stop(world, finished)
+    return 0

@@ -1,0 +1,112 @@
+"""The run folder of a biased-data run: what is written where, and how a resumed run picks
+up its files without duplicating anything.
+
+    config.json         BiasedConfig as a dict, plus "family": "biased"
+    train.log           the terminal's log (appended; a resumed run says so)
+    train_metrics.csv   step, epoch, loss, accuracy, lr, seconds (one row per --log_every)
+    eval.json           [{step, accuracy, balanced_accuracy}, ...] every --eval_every steps
+    weights.json        what the method learned over training (TML class weights, share of
+                        weight on corrupted labels, ...), for plots.py
+    checkpoint.pt       model, optimizer, method state, step, every random state, histories
+    test.json, confusion.png, *_weights.png   written by the final test (evaluation.py)
+
+Only rank 0 writes (``is_main``); other ranks get the same object writing nowhere.
+A resumed run cuts train_metrics.csv back to the checkpoint's step before appending, so
+each step has one row however often the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from taml import checkpoint
+from taml.logs import RunLog
+from taml.rundir import write_json_atomic, write_text_atomic
+
+METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start as asked (a checkpoint of another recipe, a batch that does
+    not split over the processes, no GPU); the message is one line naming the flag."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient stopped being finite; the message names the fix."""
+
+
+class RunRecords:
+    def __init__(self, savedir: Path | str, is_main: bool = True, echo: bool = True):
+        self.savedir = Path(savedir)
+        self.is_main = is_main
+        self.log = RunLog(self.savedir / "train.log" if is_main else os.devnull,
+                          echo=echo and is_main)
+        self.metrics_file = None
+        self.metrics = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.savedir / checkpoint.LATEST
+
+    def load_checkpoint(self, device="cpu") -> dict | None:
+        """The run's checkpoint, None when there is none; an unreadable file or one of
+        another kind of run is a CheckpointError naming it."""
+        path = self.checkpoint_path
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location=device, weights_only=False)
+        except Exception as error:  # truncated by a full disk, from elsewhere...
+            raise checkpoint.CheckpointError(
+                f"cannot read checkpoint {path} ({type(error).__name__}); delete it to start "
+                "over, or point --savedir at another run") from None
+        if not isinstance(state, dict) or state.get("config", {}).get("family") != "biased":
+            raise checkpoint.CheckpointError(
+                f"{path} is not a checkpoint of a biased-data run (--mode train); point "
+                "--savedir at another folder")
+        return state
+
+    def save_checkpoint(self, state: dict) -> None:
+        if self.is_main:
+            checkpoint.save_atomic(state, self.checkpoint_path)
+
+    def write_json(self, name: str, obj) -> None:
+        if self.is_main:
+            write_json_atomic(self.savedir / name, obj)
+
+    def open_metrics(self, resumed_step: int) -> None:
+        """train_metrics.csv for appending; rows past ``resumed_step`` (logged after the
+        checkpoint the run resumes from) are dropped first, and a new run starts afresh."""
+        path = self.savedir / "train_metrics.csv"
+        if not self.is_main:
+            self.metrics_file = open(os.devnull, "w")
+        elif resumed_step > 0 and path.is_file():
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
+            text = io.StringIO()
+            writer = csv.DictWriter(text, METRIC_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: row[k] for k in METRIC_COLUMNS} for row in rows)
+            write_text_atomic(path, text.getvalue())
+            self.metrics_file = open(path, "a", newline="")
+        else:
+            self.metrics_file = open(path, "w", newline="")
+            csv.writer(self.metrics_file, lineterminator="\n").writerow(METRIC_COLUMNS)
+        self.metrics = csv.writer(self.metrics_file, lineterminator="\n")
+
+    def metric_row(self, step: int, epoch: int, loss: float, accuracy: float, lr: float,
+                   seconds: float) -> None:
+        self.metrics.writerow([step, epoch, f"{loss:.6g}", f"{accuracy:.6g}", f"{lr:.6g}",
+                               f"{seconds:.4g}"])
+        self.metrics_file.flush()
+
+    def close(self) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+            self.metrics_file = None
+        self.log.close()

@@ -1,0 +1,555 @@
+"""Bad input, odd folders and interrupted runs (issue 11): every case ends in one line on
+stderr naming the fix, no traceback, the right exit status, and no changed or lost file.
+
+Most cases call ``main.main`` in-process (a parse, a data load, a checkpoint read: far under
+a second); the ones whose boundary is the process itself (two runs at once, a file-size
+limit, the ``get_data.py`` scripts) run a subprocess. All use a tiny embedded
+``synthetic`` store made once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main as cli
+from taml import checkpoint
+from taml.config import dataset_list, parse_config
+from taml.data.registry import DatasetError
+from taml.data.store import load_split, save_split, split_path
+from taml.data.synthetic import GENERATOR_VERSION, MANIFEST, generate_synthetic
+from taml.rundir import RunLock
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--way", "3", "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
+        "--n_val_episodes", "2", "--n_test_episodes", "2", "--no_progress", "--device", "cpu",
+        "--id_dataset", "synthetic", "--ood_dataset", "synthetic_ood"]
+SMALL_GLYPHS = {"train": 4, "valid": 3, "test": 3}
+SMALL_TEXTURES = {"valid": 3, "test": 3}
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    """Tiny 'synthetic' and 'synthetic_ood' stores, shared by the session (read-only use)."""
+    root = tmp_path_factory.mktemp("bad_input_data")
+    generate_synthetic("synthetic", root, images_per_class=6, splits=SMALL_GLYPHS,
+                       progress=False)
+    generate_synthetic("synthetic_ood", root, images_per_class=6, splits=SMALL_TEXTURES,
+                       progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def finished_run(data_root, tmp_path_factory):
+    """A finished 2-iteration run, validated at 2; tests copy it before touching it."""
+    savedir = tmp_path_factory.mktemp("finished") / "run"
+    rc, err = invoke(args(data_root, savedir, "--n_train_iters", "2", "--val_freq", "2",
+                          "--save_freq", "1", "--log_freq", "1"))
+    assert rc == 0, err
+    return savedir
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(finished_run, target)
+    return target
+
+
+def args(data_root, savedir, *extra) -> list[str]:
+    return ["--data_root", str(data_root), "--savedir", str(savedir), *TINY, *extra]
+
+
+_capture = None
+
+
+@pytest.fixture(autouse=True)
+def _capfd_for_invoke(capfd):
+    global _capture
+    _capture = capfd
+    yield
+    _capture = None
+
+
+def invoke(argv: list[str]) -> tuple[int, str]:
+    """``main.main(argv)`` in this process: (exit status, stderr). A traceback would be an
+    exception here and fail the test."""
+    if _capture is not None:
+        _capture.readouterr()
+    try:
+        rc = cli.main(argv)
+    except SystemExit as stop:  # argparse
+        rc = stop.code if isinstance(stop.code, int) else 1
+    err = _capture.readouterr().err if _capture is not None else ""
+    return rc, err
+
+
+def subprocess_main(argv, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    return subprocess.run([sys.executable, "main.py", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=full_env, **kwargs)
+
+
+def assert_one_line(rc: int, err: str, expected_rc: int, *fragments: str) -> None:
+    assert rc == expected_rc, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative path -> sha1 of every file under ``folder`` (missing folder: empty)."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def learner_of(savedir: Path) -> dict:
+    return checkpoint.load(savedir / checkpoint.LATEST)["learner"]
+
+
+# ------------------------------------------------- 1. changed settings on resume
+def test_a_changed_meta_lr_on_resume_is_applied_and_recorded(run_copy, tmp_path):
+    same = tmp_path / "same"
+    shutil.copytree(run_copy, same)
+    assert invoke(args(data_root_of(run_copy), same, "--n_train_iters", "4"))[0] == 0
+    rc, _ = invoke(args(data_root_of(run_copy), run_copy, "--n_train_iters", "4",
+                        "--meta_lr", "0.5"))
+    assert rc == 0
+    state = checkpoint.load(run_copy / checkpoint.LATEST)
+    assert state["iteration"] == 4
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.5]
+    a, b = learner_of(same), state["learner"]
+    assert any(not torch.equal(a[k], b[k]) for k in a), "0.5 trained like 0.001"
+    assert json.loads((run_copy / "config.json").read_text())["meta_lr"] == 0.5
+    assert {"iteration": 3, "flag": "--meta_lr", "old": 0.001, "new": 0.5} in state["changes"]
+    assert "--meta_lr 0.001 -> 0.5 from iteration 3" in (run_copy / "train.log").read_text()
+
+
+def data_root_of(savedir: Path) -> str:
+    return json.loads((savedir / "config.json").read_text())["data_root"]
+
+
+@pytest.mark.parametrize("flag, value, was", [
+    ("--max_shot", "3", "--max_shot 2"), ("--metabatch", "2", "--metabatch 1"),
+    ("--seed", "1", "--seed 0"), ("--query", "2", "--query 1"),
+    ("--n_steps", "2", "--n_steps 1"), ("--first_order", None, "no --first_order"),
+    ("--sampler_mode", "class", "--sampler_mode both"), ("--inner_lr", "0.3", "--inner_lr 0.5"),
+    ("--alpha_on", None, "no --alpha_on"), ("--way", "2", "--way 3"),
+])
+def test_a_resume_refuses_flags_that_change_what_is_learned(run_copy, flag, value, was):
+    before = snapshot(run_copy)
+    extra = [flag] + ([value] if value else [])
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--n_train_iters", "4", *extra))
+    now = f"{flag} {value} now" if value else f"{flag} now"
+    assert_one_line(rc, err, 2, f"{was} there", now, "another --savedir")
+    assert "meta_test" not in err  # the message is about resuming
+    assert snapshot(run_copy) == before
+
+
+def test_divergence_before_any_checkpoint_does_not_name_one(data_root, tmp_path, monkeypatch):
+    import taml.trainer as trainer
+
+    real = trainer.meta_objective
+    monkeypatch.setattr(trainer, "meta_objective",
+                        lambda o, b: (real(o, b)[0] * float("nan"), real(o, b)[1]))
+    rc, err = invoke(args(data_root, tmp_path / "run", "--n_train_iters", "3"))
+    assert_one_line(rc, err, 1, "no checkpoint was saved yet", "lower --meta_lr")
+    assert "iteration 0" not in err
+
+
+def test_re_running_a_finished_run_says_so_and_changes_nothing(run_copy):
+    before = snapshot(run_copy)
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--n_train_iters", "2"))
+    assert_one_line(rc, err, 0, "is finished", "raise --n_train_iters", "meta_test")
+    assert snapshot(run_copy) == before
+
+
+def test_train_metrics_have_no_duplicate_rows_after_a_resume(data_root, tmp_path):
+    savedir = tmp_path / "run"
+    flags = ["--save_freq", "2", "--log_freq", "1", "--val_freq", "10"]
+    assert invoke(args(data_root, savedir, "--n_train_iters", "2", *flags))[0] == 0
+    with open(savedir / "train_metrics.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow([3, 1.0, 0.0, 0.5, 0.1])  # logged, then killed unsaved
+    assert invoke(args(data_root, savedir, "--n_train_iters", "4", *flags))[0] == 0
+    with open(savedir / "train_metrics.csv", newline="") as handle:
+        iterations = [int(row[0]) for row in list(csv.reader(handle))[1:]]
+    assert iterations == [1, 2, 3, 4]
+
+
+def test_seconds_per_iteration_leave_validation_out(data_root, tmp_path, monkeypatch):
+    import taml.trainer as trainer
+
+    real = trainer._validate
+
+    def slow(*a, **k):
+        time.sleep(1.0)
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "_validate", slow)
+    savedir = tmp_path / "run"
+    assert invoke(args(data_root, savedir, "--n_train_iters", "2", "--val_freq", "1",
+                       "--log_freq", "2"))[0] == 0
+    with open(savedir / "train_metrics.csv", newline="") as handle:
+        seconds = float(list(csv.DictReader(handle))[0]["seconds_per_iter"])
+    assert seconds < 0.5  # with the two 1 s validations counted it would be at least 1
+
+
+# ------------------------------------------------------- 2. folder split stability
+def image_folder(root: Path, n_classes: int, per_class: int = 3) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(n_classes):
+        (root / f"class_{c:02d}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class_{c:02d}" / f"{i}.png")
+    return root
+
+
+def folder_args(source: Path, data_root: Path, savedir: Path, *extra) -> list[str]:
+    return ["--data_root", str(data_root), "--savedir", str(savedir), "--id_dataset",
+            f"folder:{source}", "--ood_dataset", f"folder:{source}", "--way", "2",
+            "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
+            "--n_val_episodes", "2", "--n_test_episodes", "2", "--no_progress", "--device",
+            "cpu", *extra]
+
+
+def test_meta_test_refuses_a_folder_whose_split_changed_after_training(tmp_path):
+    source = image_folder(tmp_path / "images", 12)
+    savedir, data_root = tmp_path / "run", tmp_path / "data"
+    assert invoke(folder_args(source, data_root, savedir, "--n_train_iters", "1"))[0] == 0
+    trained = checkpoint.load(savedir / checkpoint.LATEST)["classes"]
+    image_folder(source, 13)  # one class more reshuffles the 64:16:20 split
+    from taml.data.folder import import_folder
+    from taml.data.registry import dataset_dir
+
+    cache = import_folder(source, dataset_dir(f"folder:{source}", data_root), progress=False)
+    now_test = load_split(cache, "test", fix_hint="").class_names
+    assert set(now_test) & set(trained[f"folder:{source}"]["train"])  # a trained class
+    before = snapshot(savedir)
+    rc, err = invoke(folder_args(source, data_root, savedir, "--mode", "meta_test"))
+    assert_one_line(rc, err, 2, "test classes of folder:", "changed since the run",
+                    "another --savedir")
+    rc, err = invoke(folder_args(source, data_root, savedir, "--n_train_iters", "2"))
+    assert_one_line(rc, err, 2, "classes of folder:", "changed since the run")
+    assert snapshot(savedir) == before
+
+
+def test_images_only_in_nested_folders_are_explained(tmp_path):
+    source = image_folder(tmp_path / "images", 4)
+    nested = source / "class_00" / "more"
+    nested.mkdir()
+    for image in (source / "class_00").glob("*.png"):
+        image.rename(nested / image.name)
+    rc, err = invoke(folder_args(source, tmp_path / "data", tmp_path / "run"))
+    assert_one_line(rc, err, 2, "'class_00' has 0", "sub-folders", "not searched")
+
+
+def test_a_folder_path_with_a_comma_is_one_dataset():
+    assert dataset_list("folder:/data/cats,dogs") == ("folder:/data/cats,dogs",)
+    assert dataset_list("folder:/a,b, svhn") == ("folder:/a,b", "svhn")
+    assert dataset_list("cifar, folder:/x") == ("cifar", "folder:/x")
+
+
+def test_image_size_is_checked_at_meta_test(tmp_path):
+    source = image_folder(tmp_path / "images", 10)
+    savedir, data_root = tmp_path / "run", tmp_path / "data"
+    assert invoke(folder_args(source, data_root, savedir, "--n_train_iters", "1"))[0] == 0
+    rc, err = invoke(folder_args(source, data_root, savedir, "--mode", "meta_test",
+                                 "--image_size", "84"))
+    assert_one_line(rc, err, 2, "--image_size 32 there, --image_size 84 now")
+
+
+# ------------------------------------------------------------------- 3. one run a folder
+def test_a_second_run_on_a_locked_folder_names_the_first(data_root, tmp_path):
+    savedir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from taml.rundir import RunLock\n"
+         f"with RunLock({str(savedir)!r}):\n print('locked', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc, err = invoke(args(data_root, savedir, "--n_train_iters", "2"))
+        assert_one_line(rc, err, 2, f"in use by another run (process {holder.pid})")
+        assert snapshot(savedir) == {}
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_is_free_again_after_a_run(data_root, tmp_path):
+    savedir = tmp_path / "run"
+    assert invoke(args(data_root, savedir, "--n_train_iters", "1"))[0] == 0
+    with RunLock(savedir):  # would raise if the finished run still held it
+        pass
+
+
+# --------------------------------------------------------------- 4. parse-time refusals
+@pytest.mark.parametrize("extra, fragment", [
+    (["--n_steps", "0"], "--n_steps must be at least 1"),
+    (["--meta_lr", "nan"], "--meta_lr must be a positive finite number"),
+    (["--inner_lr", "nan"], "--inner_lr must be a positive finite number"),
+    (["--inner_lr", "inf"], "--inner_lr must be a positive finite number"),
+    (["--seed", "-1"], "--seed must be 0 or more"),
+    (["--way", "0"], "--way must be at least 2"),
+    (["--image_size", "32"], "--image_size applies to folder:PATH datasets only"),
+    (["--savedir", ""], "--savedir is empty"),
+])
+def test_bad_flags_fail_at_parse_time_in_one_line(data_root, tmp_path, extra, fragment):
+    savedir = tmp_path / "run"
+    rc, err = invoke(args(data_root, savedir) + extra)
+    assert_one_line(rc, err, 2, fragment)
+    assert not savedir.exists()
+
+
+def test_a_tilde_in_savedir_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_config(["--savedir=~/runs/x"]).savedir == str(tmp_path / "runs" / "x")
+
+
+# ----------------------------------------------------------- 5. outdated embedded stores
+def test_a_store_from_an_older_generator_is_rebuilt(tmp_path, capfd):
+    from taml.data.loading import load_dataset_split
+
+    directory = generate_synthetic("synthetic", tmp_path, images_per_class=4,
+                                   splits=SMALL_GLYPHS, progress=False)
+    fresh = load_split(directory, "train", fix_hint="")
+    old = load_split(directory, "train", fix_hint="")
+    stale = type(old)(255 - old.images, old.labels, old.class_names)  # "older" images
+    save_split(directory, "train", stale)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest["generator_version"] = GENERATOR_VERSION - 1
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+    capfd.readouterr()
+    data = load_dataset_split("synthetic", "train", tmp_path)
+    assert np.array_equal(data.images, fresh.images)
+    assert f"generator version {GENERATOR_VERSION - 1}" in capfd.readouterr().err
+    assert json.loads((directory / MANIFEST).read_text())["generator_version"] == \
+        GENERATOR_VERSION
+
+
+def test_a_folder_named_like_a_store_is_refused_before_any_work(tmp_path):
+    (tmp_path / "synthetic" / "train.npz").mkdir(parents=True)
+    rc, err = invoke(args(tmp_path, tmp_path / "run"))
+    assert_one_line(rc, err, 2, "is a folder where a store file belongs", "rm -r")
+    assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == ["train.npz"]
+
+
+# ---------------------------------------------------------- 6. an interrupted meta-test
+def test_ctrl_c_during_meta_test_keeps_the_previous_results(run_copy, monkeypatch):
+    flags = args(data_root_of(run_copy), run_copy, "--mode", "meta_test")
+    assert invoke(flags)[0] == 0
+    before = snapshot(run_copy)
+    assert "test_step1_mc0.log" in before and "test_step1_mc0.json" in before
+    import taml.evaluate as evaluate
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "episode_accuracies", interrupted)
+    rc, err = invoke(flags)
+    assert_one_line(rc, err, 130, "no meta-test results were written")
+    assert snapshot(run_copy) == before
+
+
+# ------------------------------------------------------------------ 7. bad store content
+def write_raw_store(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=np.zeros((len(labels), 4, 4, 3), np.uint8), labels=labels,
+             class_names=np.array(["a", "b"]), format_version=np.int64(1))
+
+
+def test_fractional_labels_are_refused(tmp_path):
+    write_raw_store(split_path(tmp_path, "train"), np.array([0.0, 0.5, 1.0, 1.0]))
+    with pytest.raises(DatasetError, match="labels are float64, not integers"):
+        load_split(tmp_path, "train", fix_hint="python -m taml.data.synthetic")
+
+
+def test_a_corrupt_store_header_gives_no_pickle_advice(tmp_path):
+    split_path(tmp_path, "train").write_bytes(b"\x93NUMPY\x01\x00garbage" * 10)
+    with pytest.raises(DatasetError, match="corrupt or incomplete") as info:
+        load_split(tmp_path, "train", fix_hint="python -m taml.data.synthetic")
+    assert "allow_pickle" not in str(info.value)
+
+
+# ------------------------------------------------------------- unusable --savedir paths
+@pytest.mark.parametrize("where, fragment", [
+    ("file", "is a file"), ("under_file", "is under the file"), ("proc", "under /proc"),
+])
+def test_an_unusable_savedir_is_refused_before_any_work(data_root, tmp_path, where, fragment):
+    (tmp_path / "afile").write_text("keep me")
+    savedir = {"file": tmp_path / "afile", "under_file": tmp_path / "afile" / "run",
+               "proc": Path("/proc/taml_run")}[where]
+    rc, err = invoke(args(data_root, savedir))
+    assert_one_line(rc, err, 2, fragment, "--savedir")
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_savedir_is_refused_before_any_work(data_root, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        rc, err = invoke(args(data_root, folder / "run"))
+        assert_one_line(rc, err, 2, "cannot create files")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_unwritable_data_root_is_refused_before_generating(tmp_path):
+    (tmp_path / "afile").write_text("")
+    started = time.perf_counter()
+    rc, err = invoke(args(tmp_path / "afile" / "data", tmp_path / "run"))
+    assert_one_line(rc, err, 2, "--data_root", "is under the file")
+    assert time.perf_counter() - started < 20  # not after generating the dataset
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_leaves_no_empty_savedir(tmp_path):
+    rc, err = invoke(["--data_root", str(tmp_path / "empty"), "--savedir",
+                      str(tmp_path / "run"), "--no_progress"])  # cifar is not there
+    assert_one_line(rc, err, 2, "python data/cifar/get_data.py")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_copy):
+    import resource
+
+    before = (run_copy / checkpoint.LATEST).read_bytes()
+    limit = 20_000  # bytes: config and log lines fit, a checkpoint does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess_main(args(data_root_of(run_copy), run_copy, "--n_train_iters", "3"),
+                             preexec_fn=small_files)
+    assert_one_line(result.returncode, result.stderr, 2, "cannot write",
+                    "the previous checkpoint is kept")
+    assert (run_copy / checkpoint.LATEST).read_bytes() == before
+
+
+def test_stores_and_checkpoints_follow_the_umask_not_0600(finished_run, data_root):
+    from taml.rundir import current_umask
+
+    expected = 0o644 & ~current_umask()  # 0644 under the usual umask 022; mkstemp gave 0600
+    for path in (finished_run / checkpoint.LATEST, finished_run / checkpoint.BEST,
+                 finished_run / "config.json", split_path(data_root / "synthetic", "train")):
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
+# ------------------------------------------------------------------- checkpoints at test
+def test_a_truncated_best_falls_back_to_the_latest_and_says_so(run_copy):
+    best = run_copy / checkpoint.BEST
+    best.write_bytes(best.read_bytes()[:1000])
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--mode", "meta_test"))
+    assert rc == 0 and "Traceback" not in err
+    report = json.loads((run_copy / "test_step1_mc0.json").read_text())
+    assert report["checkpoint"] == checkpoint.LATEST
+    log = (run_copy / "test_step1_mc0.log").read_text()
+    assert "best.pt cannot be read" in log and "checkpoint.pt" in log
+
+
+def test_a_truncated_latest_stops_a_resume_in_one_line(run_copy):
+    latest = run_copy / checkpoint.LATEST
+    latest.write_bytes(latest.read_bytes()[:1000])
+    before = snapshot(run_copy)
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--n_train_iters", "4"))
+    assert_one_line(rc, err, 2, "cannot read checkpoint", "checkpoint.pt")
+    assert snapshot(run_copy) == before
+
+
+def test_a_missing_best_is_not_called_unvalidated(run_copy):
+    (run_copy / checkpoint.BEST).unlink()
+    assert invoke(args(data_root_of(run_copy), run_copy, "--mode", "meta_test"))[0] == 0
+    log = (run_copy / "test_step1_mc0.log").read_text()
+    assert "best.pt is missing though 1 validation(s) ran" in log
+
+
+@pytest.mark.parametrize("flag, value", [("--max_shot", "3"), ("--way", "2"),
+                                         ("--alpha_on", None)])
+def test_meta_test_refuses_a_model_flag_other_than_training(run_copy, flag, value):
+    before = snapshot(run_copy)
+    extra = [flag] + ([value] if value else [])
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--mode", "meta_test", *extra))
+    assert_one_line(rc, err, 2, "meta_test must build the model trained in", flag)
+    assert snapshot(run_copy) == before
+
+
+def test_meta_test_with_other_settings_writes_other_files(run_copy):
+    flags = args(data_root_of(run_copy), run_copy, "--mode", "meta_test")
+    assert invoke(flags)[0] == 0
+    first = (run_copy / "test_step1_mc0.json").read_bytes()
+    assert invoke([*flags, "--n_test_episodes", "3"])[0] == 0
+    assert (run_copy / "test_step1_mc0.json").read_bytes() == first
+    other = [p for p in run_copy.glob("test_step1_mc0_*.json")]
+    assert len(other) == 1
+    assert json.loads(other[0].read_text())["settings"] == {"n_test_episodes": 3}
+
+
+# ------------------------------------------------------------------- get_data mirrors
+@pytest.mark.parametrize("value", ["/srv/mirror", "file:///srv/mirror"])
+def test_a_local_mirror_is_explained(tmp_path, value):
+    env = dict(os.environ, TAML_MIRROR_CIFAR=value, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "data/cifar/get_data.py", "--data_root",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert_one_line(result.returncode, result.stderr, 2, "must be an http:// or https:// URL",
+                    "python -m http.server")
+
+
+def test_a_wrong_raw_file_is_deleted_by_hand_not_reused_by_force(tmp_path):
+    from taml.data.sources import svhn
+
+    (tmp_path / "test_32x32.mat").write_bytes(b"PK\x03\x04 not the svhn file")
+    with pytest.raises(DatasetError, match="delete .* and run the command again") as info:
+        svhn._load(tmp_path, "test")
+    assert "--force" not in str(info.value)
+
+
+def test_a_read_only_mount_is_refused_before_any_work(data_root, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import taml.rundir as rundir
+
+    real = tempfile.mkstemp
+
+    def read_only(*a, dir=None, **k):
+        if dir is not None and Path(dir).is_relative_to(tmp_path / "mount"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*a, dir=dir, **k)
+
+    (tmp_path / "mount").mkdir()
+    monkeypatch.setattr(rundir.tempfile, "mkstemp", read_only)
+    rc, err = invoke(args(data_root, tmp_path / "mount" / "run"))
+    assert_one_line(rc, err, 2, "--savedir", "read-only", "choose a writable folder")
+    assert not (tmp_path / "mount" / "run").exists()
+
+
+def test_a_full_disk_while_generating_a_store_is_one_line(tmp_path):
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess_main(args(tmp_path / "data", tmp_path / "run"), preexec_fn=small_files)
+    assert_one_line(result.returncode, result.stderr, 2, "cannot write", "--data_root")
+    assert not list((tmp_path / "data").rglob("*.npz"))  # no partial store left behind

@@ -1,0 +1,279 @@
+"""The report command: the paper's tables, from run folders, with seeds pooled honestly.
+
+Meta-learning runs are tiny real ones on the embedded dataset (2 methods x 2 seeds, built
+once per module); biased-data runs are hand-written files in the contract's format
+(``config.json`` with ``"family": "biased"``, ``test.json``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import main as cli
+from taml.data.synthetic import generate_synthetic
+from taml.report.collect import Measurement
+from taml.report.tables import build_tables
+
+TINY = ["--way", "3", "--max_shot", "2", "--query", "2", "--n_steps", "1", "--metabatch", "1",
+        "--n_train_iters", "3", "--val_freq", "3", "--log_freq", "1", "--n_val_episodes", "2",
+        "--n_test_episodes", "6", "--no_progress", "--device", "cpu",
+        "--id_dataset", "synthetic", "--ood_dataset", "synthetic_ood"]
+METHODS = {"maml": [], "taml": ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]}
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="session")
+def report_data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report_data")
+    generate_synthetic("synthetic", root, images_per_class=8,
+                       splits={"train": 4, "valid": 3, "test": 4}, progress=False)
+    generate_synthetic("synthetic_ood", root, images_per_class=8,
+                       splits={"valid": 3, "test": 4}, progress=False)
+    return root
+
+
+def run_main(argv, capfd) -> tuple[int, str, str]:
+    capfd.readouterr()
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse
+        rc = stop.code if isinstance(stop.code, int) else 1
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def runs(report_data_root, tmp_path_factory):
+    """results/{maml,taml}/seed{0,1}, meta-trained 3 iterations and tested with 1 inner
+    step; maml/seed0 tested a second time with 2 inner steps (an incomparable result)."""
+    root = tmp_path_factory.mktemp("report_runs") / "results"
+    for method, switches in METHODS.items():
+        mc = ["--n_mc_samples", "2"] if switches else []
+        for seed in SEEDS:
+            common = ["--savedir", root / method / f"seed{seed}", "--seed", seed,
+                      "--data_root", report_data_root, *TINY, *switches]
+            for argv in (["--mode", "meta_train", *common],
+                         ["--mode", "meta_test", *common, *mc]):
+                assert cli.main([str(a) for a in argv]) == 0
+    extra = ["--mode", "meta_test", "--savedir", root / "maml" / "seed0", "--data_root",
+             report_data_root, *TINY, "--n_steps", "2"]
+    assert cli.main([str(a) for a in extra]) == 0
+    return root
+
+
+def accuracies(root: Path, method: str, test_name: str, column: str) -> list[tuple]:
+    """(accuracy, ci95) of every seed's test JSON, read directly."""
+    found = []
+    for seed in SEEDS:
+        path = root / method / f"seed{seed}" / test_name
+        if not path.is_file():
+            continue
+        for r in json.loads(path.read_text())["results"]:
+            if f"{r['role']}/{r['dataset']}" == column:
+                found.append((r["accuracy"], r["ci95"]))
+    return found
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_out")
+    rc = cli.main(["--mode", "report", "--savedir", str(runs), "--out", str(out),
+                   "--no_progress"])
+    assert rc == 0
+    return out
+
+
+def test_cells_are_mean_and_std_over_seeds(runs, report):
+    rows = read_csv(report / "report.csv")
+    checked = 0
+    for method in METHODS:
+        mc = 2 if METHODS[method] else 0
+        for column in ("id/synthetic", "ood/synthetic_ood"):
+            values = [a for a, _ in accuracies(runs, method, f"test_step1_mc{mc}.json", column)]
+            cell = [r for r in rows if r["method"] == method and r["column"] == column
+                    and r["n"] == "2"]
+            assert len(cell) == 1, cell
+            assert float(cell[0]["mean"]) == pytest.approx(np.mean(values), rel=1e-5)
+            assert float(cell[0]["spread"]) == pytest.approx(np.std(values, ddof=1),
+                                                             rel=1e-5, abs=1e-6)
+            assert cell[0]["spread_kind"] == "std" and cell[0]["seeds"] == "0 1"
+            checked += 1
+    assert checked == 4
+    text = (report / "report.md").read_text()
+    maml_id = [a for a, _ in accuracies(runs, "maml", "test_step1_mc0.json", "id/synthetic")]
+    assert f"{np.mean(maml_id):.2f} ± {np.std(maml_id, ddof=1):.2f} (n=2)" in text
+
+
+def test_a_single_seed_cell_is_the_episode_ci(runs, report):
+    (acc, ci), = accuracies(runs, "maml", "test_step2_mc0.json", "ood/synthetic_ood")
+    cell, = [r for r in read_csv(report / "report.csv")
+             if r["method"] == "maml" and r["n"] == "1" and r["column"] == "ood/synthetic_ood"]
+    assert (float(cell["mean"]), float(cell["spread"])) == (pytest.approx(acc, rel=1e-5),
+                                                            pytest.approx(ci, rel=1e-5))
+    assert cell["spread_kind"] == "ci95"
+
+
+def test_runs_tested_with_other_inner_steps_are_kept_apart_and_the_report_says_why(report):
+    rows = read_csv(report / "report.csv")
+    tables = {r["table"] for r in rows}
+    # Table 1: maml and taml at 1 step; the 2-step test alone in its own table
+    assert len(tables) == 2
+    two_step = {r["table"] for r in rows if "2 inner steps" in r["title"]}
+    assert len(two_step) == 1 and {r["method"] for r in rows
+                                   if r["table"] in two_step} == {"maml"}
+    text = (report / "report.md").read_text()
+    assert "kept apart" in text and "n_steps (1 vs 2)" in text
+
+
+def test_figures_are_written_one_curve_per_group(report):
+    assert Image.open(report / "report.png").size[0] > 100
+    curves = sorted((report / "curves").glob("*.png"))
+    assert len(curves) == 3  # maml and taml at 1 step, maml at 2 steps
+    for path in curves:
+        Image.open(path).verify()
+
+
+def test_report_is_written_at_the_top_of_savedir_and_printed(runs, tmp_path, capfd):
+    copy = tmp_path / "results"
+    shutil.copytree(runs, copy)
+    rc, out, err = run_main(["--mode", "report", "--savedir", copy, "--no_progress"], capfd)
+    assert rc == 0, err
+    assert "| MAML |" in out and "Bayesian TAML" in out
+    for name in ("report.md", "report.csv", "report.png"):
+        assert (copy / name).is_file()
+    # a second report does not take the first one's outputs for runs
+    rc, out2, _ = run_main(["--mode", "report", "--savedir", copy, "--no_progress"], capfd)
+    assert rc == 0 and out2 == out
+
+
+def test_a_corrupt_json_is_named_skipped_and_the_rest_reported(runs, tmp_path, capfd):
+    copy = tmp_path / "results"
+    shutil.copytree(runs, copy)
+    broken = copy / "taml" / "seed1" / "test_step1_mc2.json"
+    broken.write_text('{"results": [')
+    broken_config = copy / "maml" / "seed1" / "config.json"
+    broken_config.write_text("[1, 2]")  # valid JSON, not a config
+    rc, out, err = run_main(["--mode", "report", "--savedir", copy, "--no_progress"], capfd)
+    assert rc == 0 and "Traceback" not in err
+    for path in (broken, broken_config):
+        assert f"skipped {path}" in err
+        assert str(path) in (copy / "report.md").read_text()
+    rows = read_csv(copy / "report.csv")
+    assert {r["n"] for r in rows if r["method"] == "taml"} == {"1"}
+    assert {r["seeds"] for r in rows if r["method"] == "maml"} == {"0"}
+
+
+@pytest.mark.parametrize("content", ["empty", "unfinished"])
+def test_a_folder_without_finished_runs_gets_one_line(runs, tmp_path, capfd, content):
+    if content == "unfinished":  # trained but never tested
+        (tmp_path / "run").mkdir()
+        shutil.copy(runs / "maml" / "seed0" / "config.json", tmp_path / "run")
+    rc, out, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                            capfd)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "no finished run" in lines[0]
+    assert "--mode meta_test" in lines[0] and not (tmp_path / "report.md").exists()
+
+
+def test_a_missing_savedir_gets_one_line(tmp_path, capfd):
+    rc, _, err = run_main(["--mode", "report", "--savedir", tmp_path / "nope"], capfd)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "not a folder" in err
+
+
+# --------------------------------------------------------------- biased-data runs
+def write_biased_run(folder: Path, method: str, seed: int, scores: dict, dataset="glyphs"):
+    folder.mkdir(parents=True)
+    config = {"mode": "train", "method": method, "dataset": dataset, "bias": "long_tail",
+              "imbalance_factor": 100.0, "network": "lenet_tml", "steps": 50, "lr": 0.1,
+              "seed": seed, "savedir": str(folder), "device": "cpu", "family": "biased"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "test.json").write_text(json.dumps(
+        {"method": method, "dataset": dataset, "bias": "long_tail", "n_test": 100,
+         "per_class_recall": [0.5, 0.5], "checkpoint": "checkpoint.pt", **scores}))
+    (folder / "train_metrics.csv").write_text(
+        "step,epoch,loss,accuracy,lr,seconds\n10,0,2.0,0.3,0.1,0.5\n20,0,1.5,0.5,0.1,0.5\n")
+    (folder / "eval.json").write_text(json.dumps(
+        [{"step": 10, "accuracy": 0.4, "balanced_accuracy": 0.3},
+         {"step": 20, "accuracy": 0.6, "balanced_accuracy": 0.5}]))
+
+
+BIASED = {("erm", 0): (0.70, 0.60, 0.20), ("erm", 1): (0.74, 0.62, 0.30),
+          ("mwnet", 0): (0.78, 0.70, 0.45), ("mwnet", 1): (0.80, 0.71, 0.55)}
+
+
+def test_biased_runs_get_their_own_table_mean_and_std_over_seeds(tmp_path, capfd):
+    for (method, seed), (acc, bal, tail) in BIASED.items():
+        write_biased_run(tmp_path / method / f"seed{seed}", method, seed,
+                         {"accuracy": acc, "balanced_accuracy": bal, "tail_recall": tail})
+    # another dataset: its own table; a binary run without tail recall still reports
+    write_biased_run(tmp_path / "other" / "erm", "erm", 0,
+                     {"accuracy": 0.9, "balanced_accuracy": 0.8, "tail_recall": None},
+                     dataset="mnist")
+    rc, out, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                            capfd)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "report.csv")
+    assert {r["family"] for r in rows} == {"biased"}
+    assert len({r["table"] for r in rows}) == 2
+    for method in ("erm", "mwnet"):
+        for i, column in enumerate(("accuracy", "balanced_accuracy", "tail_recall")):
+            values = [100 * BIASED[(method, s)][i] for s in (0, 1)]
+            cell, = [r for r in rows if r["method"] == method and r["column"] == column
+                     and r["n"] == "2"]
+            assert float(cell["mean"]) == pytest.approx(np.mean(values))
+            assert float(cell["spread"]) == pytest.approx(np.std(values, ddof=1))
+    mnist = [r for r in rows if "mnist" in r["title"]]
+    assert {r["column"] for r in mnist} == {"accuracy", "balanced_accuracy"}
+    assert "| erm | 72.00 ± 2.83 (n=2) | 61.00 ± 1.41 (n=2) | 25.00 ± 7.07 (n=2) |" in out
+    assert len(list((tmp_path / "curves").glob("*.png"))) == 3
+
+
+# --------------------------------------------------------------- published numbers
+def measurement(method_switches: dict, **changes) -> Measurement:
+    settings = {"id_dataset": ("cifar",), "ood_dataset": ("svhn",), "way": 5, "max_shot": 50,
+                "query": 15, "n_steps": 10, "train_n_steps": 5, "sampler_mode": "both",
+                "image_size": None, "first_order": False, "metabatch": 4,
+                "n_train_iters": 50000, "meta_lr": 1e-3, "inner_lr": 0.5,
+                "n_mc_samples": 0, **method_switches, **changes}
+    return Measurement("meta", Path("run"), Path("run/test.json"), settings,
+                       {"id/cifar": (70.0, 0.3), "ood/svhn": (45.0, 0.3)}, 0)
+
+
+def test_published_numbers_appear_only_beside_runs_in_the_papers_configuration():
+    tables, _ = build_tables([measurement({}), measurement({"alpha_on": True})])
+    published = {r.label: r.cells["id/cifar"].mean for r in tables[0].rows if r.published}
+    assert published == {"MAML (published, Lee et al. 2020)": 71.55,
+                         "Meta-SGD (published, Lee et al. 2020)": 72.71}
+    tables, _ = build_tables([measurement({}, max_shot=20)])
+    assert not any(r.published for t in tables for r in t.rows)
+
+
+def test_ablation_rows_go_to_their_own_table_with_both_ends():
+    switches = {"alpha_on": True}
+    tables, _ = build_tables([
+        measurement({}), measurement(switches),
+        measurement({**switches, "omega_on": True, "n_mc_samples": 10}),
+        measurement({**switches, "omega_on": True, "gamma_on": True, "z_on": True,
+                     "n_mc_samples": 10})])
+    assert [r.method for r in tables[0].rows if not r.published] == ["maml", "meta_sgd", "taml"]
+    assert [r.label for r in tables[1].rows] == ["Meta-SGD", "Meta-SGD + ω", "Bayesian TAML"]
+
+
+def test_the_same_learner_with_other_mc_samples_gets_its_own_labelled_row():
+    taml = {"alpha_on": True, "omega_on": True, "gamma_on": True, "z_on": True}
+    tables, _ = build_tables([measurement(taml, n_mc_samples=0),
+                              measurement(taml, n_mc_samples=10)])
+    labels = [r.label for r in tables[0].rows if not r.published]
+    assert labels == ["Bayesian TAML (n_mc_samples=0)", "Bayesian TAML (n_mc_samples=10)"]
+    assert any("differ in n_mc_samples" in note for note in tables[0].notes)
