@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MAML vs Bayesian TAML on the embedded dataset (about 7 minutes on 2 CPU cores).
+# MAML, Meta-SGD and Bayesian TAML on the embedded dataset (the demo prints its wall time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

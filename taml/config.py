@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from taml.rundir import RunDirError, expand_savedir
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
+# N in each task's KL / (N + M): its real support size, or the padded support length of its
+# meta-batch as the original (taml.learners.meta_learner.kl_support_sizes)
+KL_NORMALISERS = ("task", "padded")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Config:
     progress: bool = True
     shards: int = 0
     tensorboard: bool = False
+    kl_normaliser: str = "task"
+    n_val_mc_samples: int = 0
 
     @property
     def method(self) -> str:
@@ -139,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--z_on", action="store_true", help="z: OOD modulation of the init")
     p.add_argument("--n_mc_samples", type=int, default=d.n_mc_samples,
                    help="meta-test posterior samples averaged (0 = posterior means)")
+    p.add_argument("--kl_normaliser", choices=list(KL_NORMALISERS), default=d.kl_normaliser,
+                   help="taml: N of each task's KL / (N + M): task = its real support size; "
+                        "padded = the largest support size of its meta-batch (the "
+                        "original's padded N)")
+    p.add_argument("--n_val_mc_samples", type=int, default=d.n_val_mc_samples,
+                   help="taml: posterior samples averaged by meta-train's validation, which "
+                        "picks best.pt (0 = posterior means, the original's)")
     p.add_argument("--seed", type=int, default=d.seed, help="taml: seed of every generator")
     p.add_argument("--data_root", default=d.data_root,
                    help="taml: folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
@@ -196,6 +208,12 @@ def _check(cfg: Config) -> None:
     if cfg.n_mc_samples < 0:
         raise ValueError(f"--n_mc_samples must be 0 (posterior means) or more, got "
                          f"{cfg.n_mc_samples}")
+    if cfg.n_val_mc_samples < 0:
+        raise ValueError(f"--n_val_mc_samples must be 0 (posterior means) or more, got "
+                         f"{cfg.n_val_mc_samples}")
+    if cfg.kl_normaliser not in KL_NORMALISERS:  # argparse checks it; a replace() may not
+        raise ValueError(f"--kl_normaliser must be one of {', '.join(KL_NORMALISERS)}, got "
+                         f"{cfg.kl_normaliser!r}")
     for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0", so test finiteness first
         value = getattr(cfg, name)
         if not math.isfinite(value) or value <= 0:
@@ -203,6 +221,10 @@ def _check(cfg: Config) -> None:
     if cfg.n_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
         raise ValueError("--n_mc_samples samples the balancing variables; switch on at least "
                          "one of --omega_on --gamma_on --z_on, or use --n_mc_samples 0")
+    if cfg.n_val_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
+        raise ValueError("--n_val_mc_samples samples the balancing variables; switch on at "
+                         "least one of --omega_on --gamma_on --z_on, or use "
+                         "--n_val_mc_samples 0")
     if cfg.image_size is not None and cfg.image_size not in (32, 84):
         raise ValueError(f"--image_size must be 32 or 84 (the conv net's input sizes), got "
                          f"{cfg.image_size}")

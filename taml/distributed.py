@@ -122,6 +122,15 @@ def sum_in_place(tensors: list[torch.Tensor], world: World) -> None:
         offset += t.numel()
 
 
+def max_over_ranks(value: int, world: World, device: torch.device) -> int:
+    """The largest of every rank's ``value`` (an integer), on every rank."""
+    if world.size == 1:
+        return value
+    box = torch.tensor([value], dtype=torch.int64, device=device)  # NCCL: on the GPU
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())
+
+
 def broadcast_tensors(tensors: list[torch.Tensor], world: World) -> None:
     """Rank 0's values of ``tensors`` on every rank (parameters stay identical)."""
     if world.size == 1 or not tensors:

@@ -6,11 +6,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from taml import checkpoint
 from taml.config import Config
@@ -19,6 +19,8 @@ from taml.distributed import SINGLE, World, device_of, gather_objects
 from taml.experiment import build_learner, evaluation_rng, samplers_for, torch_generator
 from taml.learners.meta_learner import MetaLearner, predictive_accuracy
 from taml.logs import RunLog
+from taml.progress import bar as progress_bar
+from taml.progress import set_enabled as set_progress
 from taml.resume import changed_test_settings, check_classes, check_meta_test, dataset_classes
 from taml.rundir import check_writable, write_json_atomic
 
@@ -28,6 +30,14 @@ def confidence_interval(accuracies: np.ndarray) -> tuple[float, float]:
     (the original's formula: numpy's population std)."""
     acc = 100.0 * np.asarray(accuracies, dtype=np.float64)
     return float(acc.mean()), float(1.96 * acc.std() / math.sqrt(len(acc)))
+
+
+def predictor_label(stochastic: bool, n_mc_samples: int) -> str:
+    """How a learner predicts: ``deterministic`` without balancing variables, else with the
+    posterior means or the softmax averaged over ``n_mc_samples`` posterior samples."""
+    if not stochastic:
+        return "deterministic"
+    return f"{n_mc_samples} MC samples" if n_mc_samples else "posterior means"
 
 
 def episode_accuracies(
@@ -43,22 +53,27 @@ def episode_accuracies(
     desc: str | None = None,
     progress: bool = False,
     world: World = SINGLE,
+    batch_generator: Callable[[int], torch.Generator] | None = None,
 ) -> np.ndarray:
     """Query accuracy of ``n_episodes`` episodes, drawn ``metabatch`` at a time.
+
+    ``batch_generator(index)``, when given, replaces ``posterior_generator`` with a fresh
+    generator for batch ``index``: its samples are then the same whichever rank adapts it.
 
     Across processes every rank draws every batch (sampling is cheap, and the episodes are
     then those of a single process) but adapts only to batches ``rank, rank + W, ..``; the
     accuracies are gathered in the single-process order, so every rank returns all of them.
     """
     accuracies = []
-    bar = tqdm(total=n_episodes, desc=desc, leave=False, disable=not progress, unit="ep")
+    bar = progress_bar(total=n_episodes, desc=desc, leave=False, enabled=progress, unit="ep")
     remaining, index = n_episodes, 0
     while remaining > 0:
         n_tasks = min(metabatch, remaining)
         batch = sampler.sample(n_tasks, rng)
         if index % world.size == world.rank:
-            acc = predictive_accuracy(learner, batch.to(device), n_mc_samples,
-                                      posterior_generator, task_batching)
+            generator = batch_generator(index) if batch_generator else posterior_generator
+            acc = predictive_accuracy(learner, batch.to(device), n_mc_samples, generator,
+                                      task_batching)
             accuracies.append(acc.cpu().numpy())
         remaining -= n_tasks
         index += 1
@@ -99,6 +114,7 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     Across processes the episodes are split over the ranks and their accuracies gathered,
     so the CI covers all ``--n_test_episodes``; with ``--n_mc_samples`` > 0 each rank draws
     posterior samples from its own generator."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     savedir = Path(cfg.resolved_savedir)
     if not savedir.is_dir():
         raise checkpoint.CheckpointError(f"no run in {savedir}: run --mode meta_train with "

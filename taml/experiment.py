@@ -89,6 +89,14 @@ def evaluation_rng(seed: int, purpose: int, iteration: int = 0) -> np.random.Gen
     return np.random.default_rng([seed, purpose, iteration])
 
 
+def evaluation_generator(seed: int, purpose: int, *keys: int) -> torch.Generator:
+    """A fresh CPU generator of posterior samples for evaluation, seeded by (seed, purpose,
+    keys): validation's Monte Carlo samples (purpose 4, keyed by iteration, dataset and
+    batch) come from it, never from a training stream, so they change no trained value."""
+    mixed = int(np.random.SeedSequence([seed, purpose, *keys]).generate_state(1)[0])
+    return torch.Generator().manual_seed(mixed)
+
+
 def torch_generator(seed: int, shard: int = 0) -> torch.Generator:
     """A CPU generator seeded by ``seed`` for shard (rank) 0, else by (seed, shard) mixed
     through numpy's SeedSequence, so that neighbouring seeds and ranks never share a stream."""

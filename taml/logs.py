@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tqdm import tqdm
-
+from taml import progress
 from taml.rundir import write_text_atomic
 
 
@@ -32,7 +31,7 @@ class RunLog:
             self.handle.write(text + "\n")
             self.handle.flush()
         if self.echo:
-            tqdm.write(text)  # keeps a live progress bar intact
+            progress.write(text)  # keeps a live progress bar intact
 
     def close(self) -> None:
         if self.buffered:

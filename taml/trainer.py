@@ -24,16 +24,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from taml import checkpoint, distributed
 from taml.balancing_report import gamma_table, omega_table, plot_tendencies
 from taml.config import Config
 from taml.distributed import SINGLE, World
-from taml.evaluate import episode_accuracies
-from taml.experiment import RandomStreams, build_learner, evaluation_rng, samplers_for
-from taml.learners.meta_learner import meta_objective
+from taml.evaluate import episode_accuracies, predictor_label
+from taml.experiment import (
+    RandomStreams,
+    build_learner,
+    evaluation_generator,
+    evaluation_rng,
+    samplers_for,
+)
+from taml.learners.meta_learner import kl_support_sizes, meta_objective
 from taml.logs import RunLog
+from taml.progress import bar as progress_bar
+from taml.progress import set_enabled as set_progress
 from taml.resume import (
     IncompatibleRun,
     check_classes,
@@ -73,25 +80,39 @@ def _diverged(cfg, iteration: int, objective: float, latest: Path, last_saved: i
             f"command with a lower --meta_lr to resume from it at that rate{advice}")
 
 
+VALIDATION_POSTERIOR = 4  # evaluation_generator's purpose for validation's MC samples
+
+
 def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> dict:
+    """Validation accuracy per dataset and the score; with ``--n_val_mc_samples`` K > 0 the
+    softmax averaged over K posterior samples from generators seeded by (seed, iteration,
+    dataset, batch), apart from the training streams, else the posterior means."""
     learner.eval()
-    result = {"iteration": iteration, "id": {}, "ood": {}}
-    for role, samplers in (("id", id_val), ("ood", ood_val)):
-        for name, sampler in samplers.items():
-            acc = episode_accuracies(
-                learner, sampler, cfg.n_val_episodes, cfg.metabatch,
-                evaluation_rng(cfg.seed, 1, iteration), device,
-                task_batching=cfg.task_batching, desc=f"validate {role}/{name}",
-                progress=cfg.progress and world.is_main, world=world,
-            )
-            result[role][name] = float(100 * acc.mean())
+    predictor = predictor_label(learner.switches.any_balancing, cfg.n_val_mc_samples)
+    result = {"iteration": iteration, "id": {}, "ood": {}, "predictor": predictor}
+    datasets = [(role, name, sampler) for role, samplers in (("id", id_val), ("ood", ood_val))
+                for name, sampler in samplers.items()]
+    for position, (role, name, sampler) in enumerate(datasets):
+        def batch_generator(index, position=position):
+            return evaluation_generator(cfg.seed, VALIDATION_POSTERIOR, iteration, position,
+                                        index)
+
+        acc = episode_accuracies(
+            learner, sampler, cfg.n_val_episodes, cfg.metabatch,
+            evaluation_rng(cfg.seed, 1, iteration), device,
+            n_mc_samples=cfg.n_val_mc_samples, task_batching=cfg.task_batching,
+            desc=f"validate {role}/{name}", progress=cfg.progress and world.is_main,
+            world=world, batch_generator=batch_generator if cfg.n_val_mc_samples else None,
+        )
+        result[role][name] = float(100 * acc.mean())
     learner.train()
     score = float(np.mean(list(result["id"].values())))
     if result["ood"]:
         score += float(np.mean(list(result["ood"].values())))
     result["score"] = score
     parts = [f"{role}/{n} acc {a:.2f}" for role in ("id", "ood") for n, a in result[role].items()]
-    log.line(f"val    iter {iteration}: " + ", ".join(parts) + f" (score {score:.2f})")
+    log.line(f"val    iter {iteration}: " + ", ".join(parts)
+             + f" (score {score:.2f}, {predictor})")
     return result
 
 
@@ -131,6 +152,7 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
 
     Under torchrun (``world``) each rank computes its shards of every meta-batch and the
     meta-gradients are summed over ranks before the clip; see :mod:`taml.distributed`."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     shards = distributed.shard_count(cfg, world)
     cfg = replace(cfg, shards=shards)  # the saved config records how the run was split
     savedir = Path(cfg.resolved_savedir)
@@ -224,9 +246,9 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
     shard_tasks = cfg.metabatch // shards
     window = {key: [] for key in STATS}
     busy = 0.0  # seconds spent in meta-iterations since the last log line (no validation)
-    bar = tqdm(range(start, cfg.n_train_iters + 1), initial=start - 1, total=cfg.n_train_iters,
-               desc=f"meta-train {cfg.method}", disable=not (cfg.progress and world.is_main),
-               unit="it")
+    bar = progress_bar(range(start, cfg.n_train_iters + 1), initial=start - 1,
+                       total=cfg.n_train_iters, desc=f"meta-train {cfg.method}",
+                       enabled=cfg.progress and world.is_main, unit="it")
     learner.train()
     for iteration in bar:
         # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
@@ -235,11 +257,19 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
         optimizer.zero_grad(set_to_none=True)
         # sums over this rank's tasks: objective, cross-entropy, kl, accuracy; bad shards
         totals = torch.zeros(len(STATS) + 2, device=device)
-        for stream in streams:
-            batch = sampler.sample(shard_tasks, stream.episodes).to(device)
+        # every shard drawn first (episode streams only, so nothing else moves): the
+        # padded KL normaliser needs the whole meta-batch's largest support
+        batches = [sampler.sample(shard_tasks, stream.episodes).to(device)
+                   for stream in streams]
+        padded_size = None
+        if cfg.kl_normaliser == "padded":  # the original pads the meta-batch as one
+            padded_size = distributed.max_over_ranks(
+                max(int(b.support_sizes.max()) for b in batches), world, device)
+        for stream, batch in zip(streams, batches, strict=True):
             outputs = learner(batch, sample=True, generator=stream.posterior,
                               task_batching=cfg.task_batching)
-            loss, per_task = meta_objective(outputs, batch)
+            kl_sizes = kl_support_sizes(batch, cfg.kl_normaliser, padded_size)
+            loss, per_task = meta_objective(outputs, batch, kl_sizes)
             # the objective is the mean over the whole meta-batch: each shard's mean counts
             # by its share of the tasks (x 1.0, exactly the single-stream loss, for one shard)
             share = loss * (shard_tasks / cfg.metabatch)

@@ -167,7 +167,7 @@ def test_divergence_before_any_checkpoint_does_not_name_one(data_root, tmp_path,
 
     real = trainer.meta_objective
     monkeypatch.setattr(trainer, "meta_objective",
-                        lambda o, b: (real(o, b)[0] * float("nan"), real(o, b)[1]))
+                        lambda o, b, *n: (real(o, b, *n)[0] * float("nan"), real(o, b, *n)[1]))
     rc, err = invoke(args(data_root, tmp_path / "run", "--n_train_iters", "3"))
     assert_one_line(rc, err, 1, "no checkpoint was saved yet", "lower --meta_lr")
     assert "iteration 0" not in err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from taml.biased import lnl
-from taml.biased.config import BiasedConfig
+from taml.biased.config import BiasedConfig, parse_biased_config
 from taml.data import colored
 from taml.data.registry import DatasetError
 
@@ -223,7 +223,6 @@ def test_the_table_runfile_runs_seven_variances_times_three_variants(tmp_path):
     import subprocess
     from pathlib import Path
 
-    from taml.biased.config import parse_biased_config
     from taml.biased.lnl_train import variant_of
 
     recorder, log = tmp_path / "python", tmp_path / "calls"  # records instead of training
@@ -254,32 +253,32 @@ def test_a_dataset_that_cannot_be_coloured_is_one_line_naming_the_choices(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def test_lnl_leaves_clearly_less_colour_in_the_features_than_the_baseline(tmp_path,
-                                                                         data_root):
-    """The learning test on the embedded coloured glyphs (5000 training images, sigma^2 =
-    0.01: colour names the class 91% of the time in training, never in test). Same seed,
-    data and number of epochs; LNL = 2 epochs of pre-training (exactly the baseline's first
-    2), then 6 of unlearning with a strong reversal (1.0), so that a CPU budget shows it.
-    Seeds 0, 1, 2 while developing: probe 47.5 -> 34.7, 47.5 -> 40.3, 47.4 -> 39.5. The
-    colour-shuffled accuracy is NOT asserted: in this budget it moved either way (22.1 ->
-    12.0, 20.5 -> 23.1, 24.5 -> 23.3; the adversarial phase is unstable, as the authors'
-    README warns). In the paper's regime (sigma^2 = 0.06: baseline 48-54%, gray-trained
-    95.7%; LNL 1 + 7 epochs, reversal 0.3, the demo's settings) it rose on two seeds of
-    three (53.6 -> 61.8, 47.6 -> 55.3, 49.9 -> 48.0), with probe drops of only 4-6 points,
-    too close for a margin that holds on 3 seeds."""
-    from taml.biased import lnl_train
+@pytest.mark.slow
+def test_lnl_leaves_less_colour_in_the_features_and_classifies_shape_better(tmp_path,
+                                                                           data_root):
+    """The learning test, at the demo's settings (taml/biased/lnl_demo.py: coloured glyphs
+    at 16x16, sigma^2 = 0.06, 5000 training images, 8 epochs; LNL = 1 epoch of
+    pre-training, exactly the baseline's first, then 7 of unlearning with lambda 0.1 and
+    reversal 0.3). Measured at seeds 0-4 (colour-shuffled accuracy / colour probe, %):
+    baseline 53.6 / 48.7, 47.6 / 48.9, 49.9 / 48.5, 50.3 / 48.3, 47.8 / 47.4; LNL 59.6 /
+    43.4, 57.4 / 45.1, 60.4 / 44.0, 59.8 / 43.2, 48.4 / 44.6. The probe fell on every seed
+    (2.8-5.3 points), the accuracy rose by 6.0-10.5 points on four and by 0.6 on seed 4:
+    the test runs seed 0 and asks for margins below the smallest of seeds 0-3."""
+    from taml.biased import lnl_demo, lnl_train
 
-    shared = dict(color_var=0.01, batch_size=64, lr=0.02, lr_schedule=(), lr_factor=1.0,
-                  log_every=1000, eval_every=1000, save_every=1000)
-    baseline = lnl_train.train(_config(tmp_path / "baseline", data_root, lnl_lambda=0.0,
-                                       grl_factor=0.0, pretrain_epochs=0, epochs=8, **shared),
-                               )
-    unlearned = lnl_train.train(_config(tmp_path / "lnl", data_root, lnl_lambda=0.01,
-                                        grl_factor=1.0, pretrain_epochs=2, epochs=6,
-                                        **shared), )
+    def run(variant: str) -> dict:
+        return lnl_train.train(parse_biased_config([
+            "--mode", "train", "--method", "lnl", *lnl_demo.DEMO_FLAGS,
+            *lnl_demo.VARIANTS[variant], "--seed", "0", "--log_every", "1000",
+            "--eval_every", "100000", "--save_every", "100000", "--no_progress",
+            "--data_root", str(data_root), "--savedir", str(tmp_path / variant)]))
+
+    baseline, unlearned = run("baseline"), run("LNL")
     assert baseline["variant"] == "baseline" and unlearned["variant"] == "lnl"
-    assert unlearned["probe_accuracy"] < baseline["probe_accuracy"] - 0.05, (baseline,
+    assert unlearned["probe_accuracy"] < baseline["probe_accuracy"] - 0.02, (baseline,
                                                                              unlearned)
+    assert (unlearned["colour_shuffled_accuracy"]
+            > baseline["colour_shuffled_accuracy"] + 0.03), (baseline, unlearned)
 
 
 def test_the_quick_demo_trains_baseline_and_lnl_and_writes_one_table(tmp_path, data_root):

@@ -56,8 +56,8 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path
 
     real = trainer.meta_objective
 
-    def poisoned(outputs, batch):
-        loss, stats = real(outputs, batch)
+    def poisoned(outputs, batch, kl_sizes=None):
+        loss, stats = real(outputs, batch, kl_sizes)
         return loss * float("nan"), stats
 
     monkeypatch.setattr(trainer, "meta_objective", poisoned)

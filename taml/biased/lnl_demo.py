@@ -11,18 +11,25 @@ test images, and the colour probe's accuracy on the frozen features f (lower = l
 left in the features). summary.json and summary.md hold the same.
 
 The settings are scaled down from the paper's (Colored MNIST, 100 + 100 epochs) to fit in
-about 2 minutes on 2 CPU cores (``DEMO_FLAGS``): glyphs at 16x16, 8 epochs per run, SGD lr
+a few minutes on 2 CPU cores (``DEMO_FLAGS``): glyphs at 16x16, 8 epochs per run, SGD lr
 0.02 in both phases. sigma^2 = 0.06 puts the baseline in the paper's regime: hurt by the
-colour but above chance (seeds 0, 1, 2: 53.6, 47.6, 49.9% colour-shuffled), while the shape
-task itself is easy (trained and tested on gray: 95.7%, seed 0); at sigma^2 = 0.01 the
-baseline learns almost only colour (~22%) and there is nothing for LNL to win back in this
-budget. LNL pre-trains one epoch only (after 2 epochs of colour-only pre-training, 6 of
-unlearning did not lift the accuracy) and reverses with 0.3 (the paper's 0.1 left the
-accuracy where it was in this budget; 1.0 removes shape as well as colour: gray accuracy
-fell to ~40%). Measured on a busy 2-core machine, seeds 0, 1, 2: colour-shuffled accuracy
-53.6 -> 61.8, 47.6 -> 55.3, 49.9 -> 48.0; colour probe 48.7 -> 43.0, 48.9 -> 44.6,
-48.5 -> 42.8. The probe drop holds on every seed, the accuracy gain on two of three: in
-this budget it is not reliable; the paper's schedule is runfiles/lnl.sh.
+colour but above chance, while the shape task itself is easy (trained and tested on gray:
+95.7%, seed 0); at sigma^2 = 0.01 the baseline learns almost only colour (~22%) and there
+is nothing for LNL to win back in this budget. Two settings differ from the paper's, both
+chosen on seeds 0-2 and then checked on seeds 3-4 (one thread per run):
+
+- the entropy weight lambda = 0.1 (paper 0.01). Colour-shuffled accuracy, baseline ->
+  LNL, seeds 0-4 (%): 53.6 -> 59.6, 47.6 -> 57.4, 49.9 -> 60.4, 50.3 -> 59.8,
+  47.8 -> 48.4; colour probe 48.7 -> 43.4, 48.9 -> 45.1, 48.5 -> 44.0, 48.3 -> 43.2,
+  47.4 -> 44.6. At lambda 0.01 the gain held on two seeds of three (53.6 -> 61.8,
+  47.6 -> 55.3, 49.9 -> 48.0), with reversal 0.5 on one (54.3, 50.3, 54.7).
+- the reversal factor 0.3 (paper 0.1, which left the accuracy where it was in this budget;
+  1.0 removes shape as well as colour: gray accuracy fell to ~40%), and one epoch of
+  pre-training (after 2 epochs of colour-only pre-training, 6 of unlearning did not lift
+  the accuracy).
+
+So the probe falls on every seed and the accuracy rises on most; tests/test_lnl.py holds
+both at seed 0. The paper's schedule is runfiles/lnl.sh.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ PRETRAIN_EPOCHS, EPOCHS = 1, 7
 VARIANTS = {
     "baseline": ["--lnl_lambda", "0", "--grl_factor", "0",
                  "--epochs", str(PRETRAIN_EPOCHS + EPOCHS)],
-    "LNL": ["--lnl_lambda", "0.01", "--grl_factor", "0.3",
+    "LNL": ["--lnl_lambda", "0.1", "--grl_factor", "0.3",
             "--pretrain_epochs", str(PRETRAIN_EPOCHS), "--epochs", str(EPOCHS)],
 }
 QUICK_PER_CLASS = 10  # --quick: 100 training images, one epoch each phase

@@ -24,13 +24,11 @@ f) and confusion.png.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from taml.biased import parts
 from taml.biased.batches import IndexStream
@@ -39,6 +37,8 @@ from taml.biased.evaluation import classification_metrics, plot_confusion, predi
 from taml.biased.lnl import LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RunRecords, TrainingDiverged
 from taml.distributed import SINGLE
+from taml.progress import bar as progress_bar
+from taml.progress import set_enabled as set_progress
 from taml.rundir import RunDirError, RunLock, check_writable, expand_savedir
 
 PROBE_STEPS = 300
@@ -118,6 +118,7 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
           probe_steps: int = PROBE_STEPS) -> dict:
     """Trains (or resumes) the run in --savedir, then tests it; returns test.json's content.
     ``train_per_class`` and ``probe_steps`` exist to keep tests and the quick demo small."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     if cfg.steps is not None:
         raise RunDirError("--method lnl counts --epochs and --pretrain_epochs; leave --steps out")
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
@@ -189,9 +190,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
     window = np.zeros(4)  # loss x n, correct, n, colour loss x n
     window_start, window_steps, last_saved = time.perf_counter(), 0, start - 1
-    bar = tqdm(range(start, total + 1), initial=start - 1, total=total,
-               desc=f"train lnl ({variant})", unit="step",
-               disable=not (cfg.progress and sys.stderr.isatty()))
+    bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
+                       desc=f"train lnl ({variant})", unit="step", enabled=cfg.progress)
     model.train()
     for step in bar:
         if step == pre_steps + 1 and pre_steps:
@@ -277,6 +277,7 @@ def write_report(cfg: BiasedConfig, model: LNLNet, data: LNLData, records: RunRe
 
 def test(cfg: BiasedConfig) -> dict:
     """Re-tests the run in --savedir from its checkpoint.pt."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     if not (savedir / "checkpoint.pt").is_file():
         raise RunDirError(f"--savedir {savedir} has no checkpoint.pt; train it first with "

@@ -17,6 +17,7 @@ from taml.biased.evaluation import classification_metrics, plot_confusion, predi
 from taml.biased.plots import plot_run
 from taml.biased.records import RunRecords
 from taml.distributed import SINGLE, World
+from taml.progress import set_enabled as set_progress
 from taml.rundir import RunDirError, RunLock, expand_savedir
 
 
@@ -63,6 +64,7 @@ def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Norm
 
 def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     """Re-tests the run in --savedir from its checkpoint.pt."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     cfg = replace(cfg, network=cfg.resolved_network)
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     if not (savedir / "checkpoint.pt").is_file():

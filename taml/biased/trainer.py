@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from taml import distributed
 from taml.biased import parts
@@ -35,6 +33,8 @@ from taml.biased.evaluation import classification_metrics, predict
 from taml.biased.records import RunError, RunRecords, TrainingDiverged
 from taml.biased.testing import write_test_report
 from taml.distributed import SINGLE, World
+from taml.progress import bar as progress_bar
+from taml.progress import set_enabled as set_progress
 from taml.rundir import RunLock, check_writable, expand_savedir
 
 
@@ -81,6 +81,7 @@ def _random_state(device: torch.device) -> dict:
 
 def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     """Trains (or resumes) and writes the test report; returns test.json's content."""
+    set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
     cfg = replace(cfg, network=cfg.resolved_network)
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
@@ -168,9 +169,9 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
     # window sums: loss x n, correct, n, weight on corrupted, weight, non-finite flag
     window = torch.zeros(6, dtype=torch.float64, device=device)
     window_start, window_steps, last_saved = time.perf_counter(), 0, start - 1
-    bar = tqdm(range(start, total + 1), initial=start - 1, total=total,
-               desc=f"train {cfg.method}", unit="step",
-               disable=not (cfg.progress and world.is_main and sys.stderr.isatty()))
+    bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
+                       desc=f"train {cfg.method}", unit="step",
+                       enabled=cfg.progress and world.is_main)
     model.train()
     for step in bar:
         lr = lr_at(cfg, milestones, step)

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.registry import (
     CLASSIFICATION_SPLITS,
@@ -41,6 +40,7 @@ from taml.data.store import (
     save_split,
     write_recipe,
 )
+from taml.progress import bar as progress_bar
 
 GLYPH_CLASSES = 10
 GLYPH_TRAIN_PER_CLASS = 500
@@ -67,8 +67,8 @@ def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
     (directory / MANIFEST).unlink(missing_ok=True)  # a run killed halfway is never a cache
     n_train, n_test = GLYPH_TRAIN_PER_CLASS, GLYPH_TEST_PER_CLASS
     train, test = [], []
-    for c in tqdm(range(GLYPH_CLASSES), desc="generating glyphs", unit="class",
-                  disable=not progress):
+    for c in progress_bar(range(GLYPH_CLASSES), desc="generating glyphs", unit="class",
+                          enabled=progress):
         # one call per class: a class's images depend on how many are drawn at once
         images = glyph_class(GLYPH_SEED, c, n_train + n_test)
         train.append(images[:n_train])
@@ -105,8 +105,8 @@ def import_folder_classes(source: str | Path, out_dir: Path, image_size: int = 3
     names = sorted(classes)
     rng = np.random.default_rng(0)
     parts = {split: ([], []) for split in CLASSIFICATION_SPLITS}
-    bar = tqdm(total=sum(len(f) for f in classes.values()), desc=f"importing {source.name}",
-               unit="image", disable=not progress)
+    bar = progress_bar(total=sum(len(f) for f in classes.values()),
+                       desc=f"importing {source.name}", unit="image", enabled=progress)
     (out_dir / FOLDER_MANIFEST).unlink(missing_ok=True)
     for label, class_name in enumerate(names):
         files = classes[class_name]
@@ -136,8 +136,7 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
     if is_folder_dataset(name):
         size = image_size or 32
         directory = import_folder_classes(name[len(FOLDER_PREFIX):],
-                                          folder_cache(name, root, size), size,
-                                          progress=sys.stderr.isatty())
+                                          folder_cache(name, root, size), size)
         fix_hint, size_check = f"check the folder {name[len(FOLDER_PREFIX):]}", size
     else:
         if name not in DATASETS:
@@ -148,7 +147,7 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
                                "its own size: leave the flag out")
         spec = get_spec(name)
         if name == "glyphs":
-            generate_glyphs(root, progress=sys.stderr.isatty())
+            generate_glyphs(root)
         directory, size_check = dataset_dir(name, root), spec.image_size
         fix_hint = spec.get_data_command
         if root != default_data_root():
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="regenerate even if present")
     args = parser.parse_args(argv)
     try:
-        directory = generate_glyphs(args.data_root, args.force, progress=sys.stderr.isatty())
+        directory = generate_glyphs(args.data_root, args.force)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

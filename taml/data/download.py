@@ -26,8 +26,8 @@ from pathlib import Path
 
 import requests
 import urllib3
-from tqdm import tqdm
 
+from taml import progress
 from taml.data.registry import DatasetError
 
 # Magic bytes at the start of the formats we download.
@@ -69,9 +69,9 @@ def looks_like_html(head: bytes) -> bool:
 def _digest(path: Path, algorithm: str) -> str:
     hasher = hashlib.new(algorithm)
     size = path.stat().st_size
-    with open(path, "rb") as handle, tqdm(
+    with open(path, "rb") as handle, progress.bar(
         total=size, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=f"{algorithm} {path.name}", disable=size < 64 * CHUNK_BYTES, leave=False,
+        desc=f"{algorithm} {path.name}", enabled=size >= 64 * CHUNK_BYTES, leave=False,
     ) as bar:
         while block := handle.read(CHUNK_BYTES):
             hasher.update(block)
@@ -186,7 +186,8 @@ def _fetch_once(
             have = first  # 0 when it sent the file from its start after all
         else:  # 200: the whole file, whatever Range asked for
             if have:
-                tqdm.write(f"{url} ignored the resume request; downloading {desc} from the start")
+                progress.write(f"{url} ignored the resume request; downloading {desc} "
+                               "from the start")
             have = 0
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
@@ -196,7 +197,7 @@ def _fetch_once(
         if expected is not None:
             check_free_space(dest.parent, expected - have + reserve, f"downloading {desc}")
         received = have
-        with open(partial, "ab" if have else "wb") as handle, tqdm(
+        with open(partial, "ab" if have else "wb") as handle, progress.bar(
             total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=desc, leave=False,
         ) as bar:
@@ -242,7 +243,7 @@ def download(
             verify_file(dest, **checks)
             return dest
         except DatasetError as error:
-            tqdm.write(f"{dest} is not valid, downloading it again ({error})")
+            progress.write(f"{dest} is not valid, downloading it again ({error})")
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if partial.is_file():
@@ -261,7 +262,7 @@ def download(
                     f"The {kept} bytes received are kept in {partial}; run the command again "
                     "to resume."
                 ) from error
-            tqdm.write(f"connection dropped ({error}); resuming {dest.name} at byte {kept}")
+            progress.write(f"connection dropped ({error}); resuming {dest.name} at byte {kept}")
     verify_file(partial, **checks)
     os.replace(partial, dest)
     return dest
@@ -295,7 +296,7 @@ def extract(archive: Path | str, into: Path | str, *, force: bool = False) -> Pa
     marker.unlink(missing_ok=True)
     into.mkdir(parents=True, exist_ok=True)
     check_free_space(into, archive.stat().st_size, f"extracting {archive.name}")
-    bar = tqdm(
+    bar = progress.bar(
         total=archive.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
         desc=f"extracting {archive.name}", leave=False,
     )
@@ -320,7 +321,7 @@ def extract(archive: Path | str, into: Path | str, *, force: bool = False) -> Pa
     return into
 
 
-def _extract_zip(archive: Path, into: Path, bar: tqdm) -> None:
+def _extract_zip(archive: Path, into: Path, bar: progress.Bar) -> None:
     root = into.resolve()
     with zipfile.ZipFile(archive) as zipped:
         members = zipped.infolist()
@@ -334,7 +335,7 @@ def _extract_zip(archive: Path, into: Path, bar: tqdm) -> None:
             bar.update(member.compress_size * scale)
 
 
-def _extract_tar(archive: Path, into: Path, bar: tqdm) -> None:
+def _extract_tar(archive: Path, into: Path, bar: progress.Bar) -> None:
     with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
         done = 0
         for member in tar:

@@ -25,10 +25,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.registry import ALL_SPLITS, DatasetError
 from taml.data.store import make_split, recipe_matches, save_split, write_recipe
+from taml.progress import bar as progress_bar
 from taml.rundir import check_writable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -183,8 +183,8 @@ def import_folder(
 
     # the manifest goes first and comes back last: a run killed halfway is never a cache
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    bar = tqdm(total=manifest["n_images"], desc=f"importing {source.name}", unit="image",
-               disable=not progress)
+    bar = progress_bar(total=manifest["n_images"], desc=f"importing {source.name}",
+                       unit="image", enabled=progress)
     for split, start, stop in zip(ALL_SPLITS, bounds[:-1], bounds[1:], strict=True):
         split_names = sorted(names[i] for i in order[start:stop])
         images, labels = [], []

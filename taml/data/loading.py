@@ -7,7 +7,6 @@ This is the boundary where a dataset enters: a missing store gets an error namin
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
@@ -52,8 +51,7 @@ def load_dataset_split(
             from taml.data.folder import import_folder
 
             source = name[len(FOLDER_PREFIX):]
-            import_folder(source, directory, image_size=spec.image_size,
-                          progress=sys.stderr.isatty())
+            import_folder(source, directory, image_size=spec.image_size)
             fix_hint = f"check the folder {source} (its cache is {directory})"
     except OSError as error:  # a full disk while a store is written
         raise DatasetError(disk_full_message(error, error.filename or directory,

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.registry import DatasetError, dataset_dir, default_data_root
 from taml.data.store import (
@@ -37,6 +36,7 @@ from taml.data.store import (
     split_path,
     write_recipe,
 )
+from taml.progress import bar as progress_bar
 from taml.rundir import RunDirError, check_writable
 
 IMAGE_SIZE = 32
@@ -193,8 +193,8 @@ def generate_synthetic(name: str, data_root: Path | str | None = None, seed: int
 
     # the manifest goes first and comes back last: a run killed halfway is never a cache
     (directory / MANIFEST).unlink(missing_ok=True)
-    bar = tqdm(total=sum(splits.values()), desc=f"generating {name}", unit="class",
-               disable=not progress)
+    bar = progress_bar(total=sum(splits.values()), desc=f"generating {name}", unit="class",
+                       enabled=progress)
     first, preview = 0, None
     for split, n_classes in splits.items():
         classes = range(first, first + n_classes)
@@ -241,8 +241,7 @@ def ensure_synthetic(name: str, data_root: Path | str | None = None) -> Path:
               f"{GENERATOR_VERSION}: rebuilding it", file=sys.stderr)
     elif directory.exists():
         print(f"note: {directory} is incomplete: rebuilding it", file=sys.stderr)
-    return generate_synthetic(name, root, seed, images_per_class=per_class, splits=splits,
-                              progress=sys.stderr.isatty())
+    return generate_synthetic(name, root, seed, images_per_class=per_class, splits=splits)
 
 
 def save_preview(classes: list[np.ndarray], path: Path, n_classes: int = 10,

@@ -9,10 +9,11 @@ inference network (``inference_net.py``) as diagonal Gaussians q(ω, γ, z | D_�
 
 with L_c the per-class support loss (sum over the class's rows × way / N), ω the class
 imbalance weights, γ_l the task-imbalance scale of layer l. Outer objective per task:
-query cross-entropy + KL(q ‖ N(0, I)) / (N + M), one posterior sample per task in
-meta-training; posterior means (or the softmax averaged over ``--n_mc_samples`` samples)
-at meta-test. In taml: ``--alpha_on --omega_on --gamma_on --z_on``; any of ω, γ, z can be
-switched on alone for the paper's ablations.
+query cross-entropy + KL(q ‖ N(0, I)) / (N + M) (N: the task's real support size, or with
+``--kl_normaliser padded`` the meta-batch's padded one, as the original), one posterior
+sample per task in meta-training; posterior means (or the softmax averaged over
+``--n_mc_samples`` samples) at meta-test. In taml: ``--alpha_on --omega_on --gamma_on
+--z_on``; any of ω, γ, z can be switched on alone for the paper's ablations.
 """
 
 from __future__ import annotations

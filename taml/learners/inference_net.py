@@ -1,9 +1,13 @@
 """The inference network: reads a task's support set and returns Gaussian posteriors
 q(ω), q(γ), q(z) of the balancing variables (Lee et al. 2020, sec. 3.3 and Fig. 2).
 
-It works on a whole meta-batch at once; padding rows (``mask`` 0) are excluded from every
-statistic, which the original (which let zero rows into class statistics of class 0 only
-by their label) did by skipping all-zero label rows.
+It works on a whole meta-batch at once, whose support sets are padded to the largest one
+(``taml/data/episodes.py``). A padding row (``support_mask`` False) is a zero image that
+still goes through encoder 1, but its class membership is 0 for every class, so it adds
+nothing to any class's mean, variance or size N_c; encoder 1 has no batch norm, so it cannot
+change a real row's features either, and pooling 2 runs over the ``way`` classes, which
+padding never reaches. The original got the same exclusion from its labels: a padding row's
+one-hot label is all zeros, so the row belongs to no class.
 
 - Encoder 1 (per image): conv(10, 3x3) -> ReLU -> pool -> conv(10) -> ReLU -> pool ->
   flatten -> dense 64.

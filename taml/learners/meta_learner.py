@@ -183,20 +183,45 @@ class MetaLearner(nn.Module):
         return out
 
 
-def task_losses(outputs: TaskOutputs, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-    """Per-task query cross-entropy, KL / (N + M) and accuracy, each ``[T]``."""
+def kl_support_sizes(batch: EpisodeBatch, normaliser: str = "task",
+                     padded_size: int | None = None) -> torch.Tensor:
+    """int64 ``[T]``: the N of each task's KL / (N + M).
+
+    ``task``: the task's real support size. ``padded``: the original's ``N_t =
+    tf.shape(xtr)[0]``, the support length of the meta-batch padded to its largest task, the
+    same for every task (a small task's KL then weighs less). ``padded_size`` is that length
+    when the meta-batch is drawn as several shards (the largest over all of them); by
+    default this batch's largest real support size. Only the KL is affected: batch norm,
+    the support loss and the accuracy stay masked to the real rows.
+    """
+    sizes = batch.support_sizes
+    if normaliser == "task":
+        return sizes
+    if normaliser == "padded":
+        size = int(sizes.max()) if padded_size is None else padded_size
+        return torch.full_like(sizes, size)
+    raise ValueError(f"kl normaliser must be task or padded, got {normaliser!r}")
+
+
+def task_losses(outputs: TaskOutputs, batch: EpisodeBatch,
+                kl_sizes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-task query cross-entropy, KL / (N + M) and accuracy, each ``[T]``; N is
+    ``kl_sizes`` (:func:`kl_support_sizes`), by default each task's real support size."""
     logits, labels = outputs.query_logits, batch.query_labels
     cross_entropy = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)
     n_query = labels.shape[1]
-    kl = outputs.kl / (batch.support_sizes.to(outputs.kl.dtype) + n_query)
+    support = batch.support_sizes if kl_sizes is None else kl_sizes
+    kl = outputs.kl / (support.to(device=outputs.kl.device, dtype=outputs.kl.dtype) + n_query)
     accuracy = (logits.argmax(-1) == labels).to(logits.dtype).mean(1)
     return {"cross_entropy": cross_entropy, "kl": kl, "accuracy": accuracy}
 
 
-def meta_objective(outputs: TaskOutputs, batch: EpisodeBatch) -> tuple[torch.Tensor, dict]:
+def meta_objective(outputs: TaskOutputs, batch: EpisodeBatch,
+                   kl_sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Mean query cross-entropy + mean KL / (N + M) over the meta-batch (the paper's
-    evidence lower bound, per datum), and the per-task statistics."""
-    per_task = task_losses(outputs, batch)
+    evidence lower bound, per datum), and the per-task statistics (N: see
+    :func:`task_losses`)."""
+    per_task = task_losses(outputs, batch, kl_sizes)
     return per_task["cross_entropy"].mean() + per_task["kl"].mean(), per_task
 
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from taml.progress import bar as progress_bar
 
 TEST_NAME = re.compile(r"^test_step(\d+)_mc(\d+)(_[0-9a-f]+)?\.json$")
 BIASED_TEST = "test.json"
@@ -114,7 +114,8 @@ def collect(root: Path, progress: bool = False) -> Collection:
     """Every measurement below ``root`` (any depth), in path order."""
     found = Collection()
     configs = sorted(root.rglob("config.json"))
-    for config_path in tqdm(configs, desc="reading runs", unit="run", disable=not progress):
+    for config_path in progress_bar(configs, desc="reading runs", unit="run",
+                                  enabled=progress):
         run_dir = config_path.parent
         found.n_run_dirs += 1
         config = _read_json(config_path, found.warnings, dict)

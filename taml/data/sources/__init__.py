@@ -28,11 +28,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.download import fetch_json
 from taml.data.registry import DatasetError, dataset_dir, default_data_root, get_spec
 from taml.data.store import SplitData, load_split, make_split, save_split, split_path
+from taml.progress import bar as progress_bar
 
 SOURCES = {
     "cifar": "cifar",
@@ -136,7 +136,7 @@ def grey_to_rgb(images: np.ndarray, size: int, desc: str) -> np.ndarray:
     from PIL import Image
 
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, image in enumerate(tqdm(images, desc=desc, unit="img", leave=False)):
+    for i, image in enumerate(progress_bar(images, desc=desc, unit="img", leave=False)):
         out[i] = np.asarray(Image.fromarray(image).resize((size, size)))[..., None]
     return out
 
@@ -153,7 +153,7 @@ def load_image_files(
 
     paths = list(paths)
     images, kept = [], np.zeros(len(paths), dtype=bool)
-    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", leave=False)):
+    for i, path in enumerate(progress_bar(paths, desc=desc, unit="img", leave=False)):
         try:
             with Image.open(path) as image:
                 if rgb_only and image.mode != "RGB":

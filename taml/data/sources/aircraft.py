@@ -16,7 +16,6 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.download import GZIP_MAGIC, download
 from taml.data.registry import DatasetError, dataset_dir
@@ -30,6 +29,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
+from taml.progress import bar as progress_bar
 
 NAME = "aircraft"
 BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives"  # $TAML_MIRROR_AIRCRAFT
@@ -71,7 +71,7 @@ def prepare(data_root: Path, force: bool = False) -> Path:
                                f"{len(class_names)} classes, {EXPECTED_CLASSES[split]} expected")
         images = np.empty((len(dataset), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         labels = np.empty(len(dataset), dtype=np.int64)
-        for i in tqdm(range(len(dataset)), desc=f"{NAME} {split}", unit="img", leave=False):
+        for i in progress_bar(range(len(dataset)), desc=f"{NAME} {split}", unit="img", leave=False):
             try:
                 image, labels[i] = dataset[i]
             except (OSError, KeyError) as error:

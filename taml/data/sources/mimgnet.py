@@ -20,7 +20,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.download import download
 from taml.data.registry import DatasetError, dataset_dir
@@ -33,6 +32,7 @@ from taml.data.sources import (
     zenodo_file,
 )
 from taml.data.store import SplitData, make_split
+from taml.progress import bar as progress_bar
 
 NAME = "mimgnet"
 ZENODO = "https://zenodo.org"  # $TAML_MIRROR_MIMGNET replaces it
@@ -78,8 +78,8 @@ def read_cache(path: Path) -> SplitData:
                            f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3]")
     labels = np.full(len(images), -1, dtype=np.int64)
     names = []
-    for label, (name, indices) in enumerate(tqdm(class_dict.items(), desc=path.name,
-                                                 leave=False)):
+    for label, (name, indices) in enumerate(progress_bar(class_dict.items(), desc=path.name,
+                                                         leave=False)):
         labels[np.asarray(indices, dtype=np.int64)] = label
         names.append(str(name))
     if (labels < 0).any():

@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.download import NPY_MAGIC, check_free_space, download
 from taml.data.registry import DatasetError, dataset_dir
@@ -36,6 +35,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
+from taml.progress import bar as progress_bar
 
 NAME = "quickdraw"
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap"
@@ -98,8 +98,8 @@ def prepare(data_root: Path, force: bool = False, per_class: int = PER_CLASS) ->
             raise DatasetError(f"learn2learn's Quickdraw {mode} split has {len(class_names)} "
                                f"classes, {EXPECTED_CLASSES[split]} expected")
         groups, labels = [], []
-        for label, class_name in enumerate(tqdm(class_names, desc=f"{NAME} {split}",
-                                                unit="class", leave=False)):
+        for label, class_name in enumerate(progress_bar(class_names, desc=f"{NAME} {split}",
+                                                        unit="class", leave=False)):
             path = download(f"{base}/{quote(class_name)}.npy",
                             raw / f"{class_name}.first{per_class}.npy",
                             magic=NPY_MAGIC, max_bytes=prefix_bytes)

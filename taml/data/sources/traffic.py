@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from taml.data.download import ZIP_MAGIC, download, extract
 from taml.data.registry import DatasetError, dataset_dir
@@ -27,6 +26,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
+from taml.progress import bar as progress_bar
 
 NAME = "traffic"
 BASE_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370"
@@ -52,7 +52,7 @@ def prepare(data_root: Path, force: bool = False) -> Path:
                            f"{redownload(raw)}") from error
     images = np.empty((len(dataset), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     labels = np.empty(len(dataset), dtype=np.int64)
-    for i in tqdm(range(len(dataset)), desc=f"{NAME} test", unit="img", leave=False):
+    for i in progress_bar(range(len(dataset)), desc=f"{NAME} test", unit="img", leave=False):
         try:
             image, labels[i] = dataset[i]
         except OSError as error:
