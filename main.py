@@ -57,34 +57,23 @@ def meta_main(argv: list[str]) -> int:
 
     cfg = parse_config(argv)
     from taml import distributed
+    from taml.command import RESUME_ADVICE, run_reporting_errors
     from taml.evaluate import meta_test
     from taml.trainer import TrainingDiverged, meta_train
 
     world = distributed.start(cfg)  # torchrun's process group, when launched by torchrun
-    finished = False
-    try:
-        if cfg.mode == "meta_train":
-            meta_train(cfg, world)
-        else:
-            meta_test(cfg, world)
-        finished = True
-    except (DatasetError, RunDirError) as error:  # bad data, folder, checkpoint or flags
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if cfg.mode == "meta_test":  # its files are written at the end, all or nothing
-            print("\ninterrupted: no meta-test results were written (earlier ones are kept); "
-                  "rerun the command to test again", file=sys.stderr)
-        else:
-            print("\ninterrupted: rerun the same command to resume from the last checkpoint",
-                  file=sys.stderr)
-        return 130
-    finally:
-        distributed.stop(world, finished)
-    return 0
+
+    def action() -> int:
+        (meta_train if cfg.mode == "meta_train" else meta_test)(cfg, world)
+        return 0
+
+    # a meta-test writes its files at the end, all or nothing: Ctrl-C leaves the earlier ones
+    interrupted = (RESUME_ADVICE if cfg.mode == "meta_train" else
+                   "interrupted: no meta-test results were written (earlier ones are kept); "
+                   "rerun the command to test again")
+    # bad data, folder, checkpoint or flags: one line
+    return run_reporting_errors(action, (DatasetError, RunDirError), TrainingDiverged,
+                                lambda finished: distributed.stop(world, finished), interrupted)
 
 
 if __name__ == "__main__":

@@ -314,17 +314,12 @@ def main(argv=None) -> dict:
     peaks = peaks_in_fresh_processes(child_argv, args.variants)
     rows = {v: {"seconds": statistics.median(s), "seconds_all": s,
                 "peak_memory_mb": peaks[v]} for v, s in seconds.items()}
-    results = {"command": " ".join(sys.argv), "torch": torch.__version__,
-               "device": str(device), "device_name": (torch.cuda.get_device_name(device)
-                                                      if device.type == "cuda" else "cpu"),
-               "threads": torch.get_num_threads(),
-               "settings": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()},
+    results = {**meta_iteration.run_header(args, device),
+               "device_name": (torch.cuda.get_device_name(device)
+                               if device.type == "cuda" else "cpu"),
                "variants": rows}
     print(table(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+    meta_iteration.write_results(args.json, results)
     return results
 
 

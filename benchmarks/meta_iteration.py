@@ -180,6 +180,21 @@ class PeakMemory:
             self.peak = self._status("VmHWM:") - self.start
 
 
+def run_header(args: argparse.Namespace, device: torch.device) -> dict:
+    """What every benchmark's JSON starts with: the command, torch, device, threads, flags."""
+    return {"command": " ".join(sys.argv), "torch": torch.__version__,
+            "device": str(device), "threads": torch.get_num_threads(),
+            "settings": {k: (str(v) if isinstance(v, Path) else v)
+                         for k, v in vars(args).items()}}
+
+
+def write_results(path: Path | None, results: dict) -> None:
+    """The results as JSON at ``path`` (``--json``), if one was given."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+
+
 def random_sampler(image_size, way, max_shot, query, n_classes=64, seed=0) -> EpisodeSampler:
     rng = np.random.default_rng(seed)
     per_class = max_shot + query + 5
@@ -326,11 +341,7 @@ def main(argv=None) -> dict:
           f"order; metabatch {args.metabatch}, {args.way}-way, max_shot {args.max_shot}, "
           f"query {args.query}, {args.n_steps} steps; median of {args.repeats} after "
           f"{args.warmup} warm-up")
-    results = {"command": " ".join(sys.argv), "torch": torch.__version__,
-               "device": str(device), "threads": torch.get_num_threads(),
-               "settings": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()},
-               "shapes": {}}
+    results = {**run_header(args, device), "shapes": {}}
     for shape in shapes:
         results["shapes"][shape] = bench_shape(SHAPES[shape], args, device)
     if device.type == "cpu" and not args.memory_pass:
@@ -342,9 +353,7 @@ def main(argv=None) -> dict:
     if not args.memory_pass:
         for shape in shapes:
             print_table(shape, results["shapes"][shape])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+    write_results(args.json, results)
     return results
 
 

@@ -356,15 +356,9 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_traini
 def tail_recall_on_long_tailed_glyphs(savedir, data_root, method, *flags):
     """Test tail-class recall (the 3 rarest of 10 classes) after the demo's schedule, 30
     epochs of the 1211 long-tailed glyphs (imbalance 100), seed 0, at lr 0.005."""
-    report = train(parse_biased_config([
-        "--method", method, "--dataset", "glyphs", "--bias", "long_tail",
-        "--imbalance_factor", "100", "--meta_per_class", "10", "--network", "lenet_tml",
-        "--batch_size", "100", "--meta_batch_size", "100", "--lr", "0.005", "--momentum", "0.9",
-        "--weight_decay", "5e-4", "--epochs", "30", "--lr_schedule", "22", "--seed", "0",
-        "--log_every", "100", "--eval_every", "1000", "--save_every", "1000", "--no_progress",
-        "--device", "cpu", "--data_root", str(data_root), "--savedir", str(savedir), *flags]))
-    return report["tail_recall"]
-
+    return report_on_glyphs(savedir, data_root, method, 0, "--bias", "long_tail",
+                            "--imbalance_factor", "100", "--lr", "0.005", "--epochs", "30",
+                            "--lr_schedule", "22", *flags)["tail_recall"]
 
 
 @pytest.fixture(scope="module")

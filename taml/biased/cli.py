@@ -30,36 +30,28 @@ def main(argv: list[str]) -> int:
     cfg = parse_biased_config(argv)  # argparse prints the one-line usage error, exits 2
     from taml import distributed
     from taml.biased.records import RunError, TrainingDiverged
+    from taml.command import run_reporting_errors
     from taml.data.registry import DatasetError
     from taml.rundir import RunDirError
 
-    world = None
-    finished = False
-    try:
+    worlds = []  # the process group, once joined (LNL runs in one process)
+
+    def action() -> int:
         if cfg.method == "lnl":
-            code = _lnl(cfg)
-            finished = True
-            return code
+            return _lnl(cfg)
         import torch
 
         from taml.biased.testing import test
         from taml.biased.trainer import train
 
         cuda = cfg.device != "cpu" and torch.cuda.is_available()
-        world = distributed.join(distributed.World.from_env(), cuda)
-        (train if cfg.mode == "train" else test)(cfg, world)
-        finished = True
-    except (DatasetError, RunDirError, RunError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
-    finally:
-        if world is not None:
+        worlds.append(distributed.join(distributed.World.from_env(), cuda))
+        (train if cfg.mode == "train" else test)(cfg, worlds[0])
+        return 0
+
+    def stop(finished: bool) -> None:
+        for world in worlds:
             distributed.stop(world, finished)
-    return 0
+
+    return run_reporting_errors(action, (DatasetError, RunDirError, RunError),
+                                TrainingDiverged, stop)

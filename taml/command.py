@@ -1,0 +1,39 @@
+"""How every ``main.py`` mode that trains or tests ends: one line and an exit code for what a
+user can fix, the resume advice on Ctrl-C, and the process group stopped either way.
+
+Exit codes: 0 done; 2 a refusal the user can fix (bad data, flags, folder, checkpoint); 1 a
+diverged run; 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+RESUME_ADVICE = "interrupted: rerun the same command to resume from the last checkpoint"
+
+
+def run_reporting_errors(action: Callable[[], int],
+                         refusals: tuple[type[BaseException], ...],
+                         diverged: type[BaseException],
+                         stop: Callable[[bool], None],
+                         interrupted: str = RESUME_ADVICE) -> int:
+    """Runs ``action`` (which returns its exit code) and turns the errors a user can act on
+    into one stderr line each; ``stop(finished)`` runs last in every case (it leaves the
+    torchrun process group, waiting for the other ranks only after a normal finish)."""
+    finished = False
+    try:
+        code = action()
+        finished = True
+        return code
+    except refusals as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except diverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{interrupted}", file=sys.stderr)
+        return 130
+    finally:
+        stop(finished)
