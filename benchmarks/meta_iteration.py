@@ -16,6 +16,14 @@ statistics + ReLU + 2x2 max pool, x4; a zero-initialised linear classifier, the 
 initialisation as ours), each task cut to its real support rows, with the mean support
 cross-entropy, one task at a time with a backward per task (learn2learn's examples).
 
+Arithmetic: the floating-point operations of one iteration of each variant (forward and
+every backward, counted once by ``torch.utils.flop_counter.FlopCounterMode``: convolutions
+and matrix products, which is where the arithmetic is; element-wise ops are not counted),
+its achieved GFLOP/s (FLOPs / median seconds) and that as a share of the machine's measured
+peak: the median GFLOP/s of a large fp32 matmul (and bf16, for reference) timed in the same
+process. A small share means the time goes to overhead and memory-bound element-wise
+work, not to the convolutions' arithmetic.
+
 Peak memory, in a separate pass after the timed rounds: CUDA,
 ``torch.cuda.max_memory_allocated`` over one iteration; CPU, the process's peak resident set
 (VmHWM, reset through /proc/self/clear_refs) above its size before the iteration, with
@@ -40,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from taml.data.episodes import EpisodeBatch, EpisodeSampler
 from taml.data.store import make_split
@@ -209,6 +218,31 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048,
+                       repeats: int = 5) -> float:
+    """GFLOP/s of a ``size``x``size`` matmul in ``dtype`` (median of ``repeats`` after a
+    warm-up): the machine's practical peak for dense arithmetic in that precision."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    times = []
+    for round_ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        if round_:
+            times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def iteration_flops(step, batch: EpisodeBatch) -> int:
+    """Floating-point operations of one iteration of ``step`` (conv and matmul, forward and
+    all backward passes), counted while running it (the counter slows it: never timed)."""
+    with FlopCounterMode(display=False) as counter:
+        step(batch)
+    return counter.get_total_flops()
+
+
 def bench_shape(image_size: int, args, device: torch.device) -> dict:
     sampler = random_sampler(image_size, args.way, args.max_shot, args.query)
     rng = np.random.default_rng(1)
@@ -230,7 +264,7 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
                                              first_order=True,
                                              task_batching=args.task_batching, **common)
 
-    sampling, seconds = [], {name: [] for name in steps}
+    sampling, seconds, flops = [], {name: [] for name in steps}, {}
     for round_ in range(args.warmup + args.repeats):
         start = time.perf_counter()
         batch = sampler.sample(args.metabatch, rng).to(device)
@@ -239,6 +273,9 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
         if round_ >= args.warmup:
             sampling.append(sample_s)
         for name, step in steps.items():
+            if round_ == 0 and args.warmup > 0:  # the untimed warm-up also counts the FLOPs
+                flops[name] = iteration_flops(step, batch)
+                continue
             start = time.perf_counter()
             step(batch)
             sync(device)
@@ -252,6 +289,9 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
         with memory:
             step(batch)
         peaks[name] = memory.peak
+    for name, step in steps.items():  # no warm-up round counted them
+        if name not in flops and not args.memory_pass:
+            flops[name] = iteration_flops(step, batch)
 
     medians = {name: statistics.median(s) for name, s in seconds.items()}
     reference = medians.get("l2l-maml")
@@ -264,6 +304,8 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
             "ratio_to_l2l": medians[name] / reference if reference else None,
             "sampler_share": sample_median / medians[name],
             "peak_memory_mb": peaks[name] / 2**20,
+            "gflop": flops.get(name, 0) / 1e9,
+            "gflops_per_s": flops.get(name, 0) / medians[name] / 1e9,
         }
     return {"image_size": image_size, "sampler_seconds": sample_median, "variants": rows}
 
@@ -285,16 +327,18 @@ def cpu_peaks_in_a_fresh_process(argv: list[str]) -> dict:
             for shape, result in shapes.items()}
 
 
-def print_table(shape: str, result: dict) -> None:
+def print_table(shape: str, result: dict, peak_gflops: float) -> None:
     print(f"\n{shape} ({result['image_size']}x{result['image_size']}): sampler "
           f"{1e3 * result['sampler_seconds']:.1f} ms per meta-batch")
     print(f"{'variant':<18} {'s/iter':>8} {'x l2l':>7} {'l2l/x':>7} {'sampler':>8} "
-          f"{'peak MB':>9}")
+          f"{'peak MB':>9} {'GFLOP':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for name, row in result["variants"].items():
         ratio = row["ratio_to_l2l"]
         ratio_s = f"{ratio:>7.2f} {1 / ratio:>7.2f}" if ratio else f"{'-':>7} {'-':>7}"
         print(f"{name:<18} {row['seconds']:>8.3f} {ratio_s} "
-              f"{100 * row['sampler_share']:>7.2f}% {row['peak_memory_mb']:>9.1f}")
+              f"{100 * row['sampler_share']:>7.2f}% {row['peak_memory_mb']:>9.1f} "
+              f"{row['gflop']:>8.2f} {row['gflops_per_s']:>8.1f} "
+              f"{100 * row['gflops_per_s'] / peak_gflops:>6.1f}%")
 
 
 def main(argv=None) -> dict:
@@ -342,6 +386,11 @@ def main(argv=None) -> dict:
           f"query {args.query}, {args.n_steps} steps; median of {args.repeats} after "
           f"{args.warmup} warm-up")
     results = {**run_header(args, device), "shapes": {}}
+    if not args.memory_pass:
+        results["peak_gflops"] = {"fp32": matmul_peak_gflops(device, torch.float32),
+                                  "bf16": matmul_peak_gflops(device, torch.bfloat16)}
+        print("measured peak (2048x2048 matmul): "
+              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in results["peak_gflops"].items()))
     for shape in shapes:
         results["shapes"][shape] = bench_shape(SHAPES[shape], args, device)
     if device.type == "cpu" and not args.memory_pass:
@@ -352,7 +401,7 @@ def main(argv=None) -> dict:
                 results["shapes"][shape]["variants"][name]["peak_memory_mb"] = peak
     if not args.memory_pass:
         for shape in shapes:
-            print_table(shape, results["shapes"][shape])
+            print_table(shape, results["shapes"][shape], results["peak_gflops"]["fp32"])
     write_results(args.json, results)
     return results
 

@@ -37,9 +37,9 @@ METHODS = {
 }
 STOCHASTIC_SWITCHES = ("--omega_on", "--gamma_on", "--z_on")  # posterior-sampled variables
 
-DEFAULT_ITERS = 300
+DEFAULT_ITERS = 200
 QUICK_ITERS = 4
-LONGER_ITERS = 1500  # the longer run the schedule note and README.md describe
+LONGER_ITERS = 600  # the longer run the schedule note and README.md describe
 # posterior samples of Bayesian TAML's meta-test: the runfiles' value
 # (runfiles/experiment.sh: --n_mc_samples 10 for every Bayesian TAML variant)
 MC_SAMPLES = 10
@@ -78,18 +78,24 @@ class DemoSettings:
     log_freq: int
 
 
+# Why these sizes (measured on 2 cores, Bayesian TAML): the demo must run in about 5 minutes
+# here so that it stays under 10 on a machine 2x slower, and the 10-sample meta-test is its
+# largest part (each sample is a full adaptation: 43 ms per episode and sample at max_shot
+# 10, 70 ms at 20). max_shot 20 -> 10 took a meta-iteration from 0.69 to 0.41 s, metabatch
+# 4 -> 2 to 0.21 s (keeping the number of Adam steps); 150 test episodes per dataset keep
+# the 95% intervals near 2 points. torchrun with two one-thread processes gained only 8%.
 def demo_settings(n_train_iters: int | None = None, quick: bool = False) -> DemoSettings:
-    """The demo's settings for ``n_train_iters`` (default 300, or 4 with ``quick``)."""
+    """The demo's settings for ``n_train_iters`` (default 200, or 4 with ``quick``)."""
     n_iters = n_train_iters or (QUICK_ITERS if quick else DEFAULT_ITERS)
     return DemoSettings(
         n_train_iters=n_iters,
-        val_freq=max(n_iters // 3, 1),
-        n_val_episodes=4 if quick else 60,
-        n_test_episodes=8 if quick else 400,
+        val_freq=max(n_iters // 2, 1) if n_iters <= DEFAULT_ITERS else 100,
+        n_val_episodes=4 if quick else 40,
+        n_test_episodes=8 if quick else 150,
         way=5,
-        max_shot=5 if quick else 20,
+        max_shot=5 if quick else 10,
         query=5,
-        metabatch=2 if quick else 4,
+        metabatch=2,
         n_steps=1 if quick else 3,
         inner_lr=DEMO_INNER_LR,
         meta_lr=1e-3,
@@ -135,12 +141,12 @@ def schedule_note(longer: DemoSettings) -> str:
     """Printed under the table: what the short schedule shows and hides, and the command
     of the longer run with the schedule it really runs."""
     return (
-        "A short schedule favours MAML and Meta-SGD: Bayesian TAML's posterior samples (z\n"
-        "scales every conv channel by 1 + z, z ~ N(mu, 0.69^2) at the start) are noisy until\n"
-        "the inference network has learned, so it starts slower. Whether it overtakes with a\n"
-        "longer schedule is not measured on this code yet (README.md). Longer: python -m\n"
-        f"taml.demo --n_train_iters {longer.n_train_iters} (validated every "
-        f"{longer.val_freq} iterations on\n{longer.n_val_episodes} episodes, tested on "
+        "Read with docs/studies.md (python -m taml.study, three seeds at these settings):\n"
+        "Bayesian TAML's gain from 10 MC samples is an ensemble effect (one sample or the\n"
+        "posterior means do not have it), largest out of distribution; z and gamma slow its\n"
+        "start (noise on the inner loop while their posteriors are wide). Longer: python -m\n"
+        f"taml.demo --n_train_iters {longer.n_train_iters} (validated every {longer.val_freq} "
+        f"iterations on {longer.n_val_episodes} episodes, tested\non "
         f"{longer.n_test_episodes})."
     )
 

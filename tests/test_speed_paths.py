@@ -120,3 +120,13 @@ def test_benchmark_runs_quick(tmp_path):
     assert set(rows) == {"l2l-maml", "maml", "meta-sgd", "bayesian-taml", "maml first-order"}
     for row in rows.values():
         assert row["seconds"] > 0 and row["peak_memory_mb"] >= 0
+        assert row["gflop"] > 0
+        assert row["gflops_per_s"] == pytest.approx(row["gflop"] / row["seconds"])
+    # the FLOP count sees the work each variant does: Meta-SGD's learned step sizes add no
+    # convolution, the zero classifier saves us step 1's conv backward that learn2learn
+    # runs, and first order drops the double backward
+    assert rows["meta-sgd"]["gflop"] == rows["maml"]["gflop"] < rows["l2l-maml"]["gflop"]
+    assert rows["maml first-order"]["gflop"] < rows["maml"]["gflop"]
+    assert "% peak" in done.stdout
+    peaks = json.loads(out.read_text())["peak_gflops"]
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0

@@ -1,0 +1,59 @@
+"""`python -m taml.study`: every variant of a study trains, is tested with each of its
+predictors, and the tables report them over seeds; a re-run reuses finished runs."""
+
+from __future__ import annotations
+
+import json
+
+from taml import study
+from taml.demo import BAYESIAN_SWITCHES
+
+
+def test_the_variables_study_isolates_each_balancing_variable_on_meta_sgd():
+    chosen = {v.name: v for v in study.variants("variables", mc=10)}
+    assert chosen["Meta-SGD"].switches == ("--alpha_on",) and chosen["Meta-SGD"].test_mc == (0,)
+    for name, switch in (("Meta-SGD + z", "--z_on"), ("Meta-SGD + ω", "--omega_on"),
+                         ("Meta-SGD + γ", "--gamma_on")):
+        assert chosen[name].switches == ("--alpha_on", switch)
+        assert chosen[name].test_mc == (0, 1, 10)  # means, one sample, the demo's samples
+    assert chosen["Bayesian TAML"].switches == tuple(BAYESIAN_SWITCHES)
+
+
+def test_the_schedule_study_compares_normalisers_and_validation_predictors():
+    chosen = {v.name: v for v in study.variants("schedule", mc=10)}
+    assert chosen["Bayesian TAML, padded KL"].switches[-2:] == ("--kl_normaliser", "padded")
+    assert chosen["Meta-SGD + z, padded KL"].switches[-2:] == ("--kl_normaliser", "padded")
+    assert "--n_val_mc_samples" in chosen["Bayesian TAML, MC validation"].switches
+    assert chosen["Bayesian TAML, MC validation"].test_mc == chosen["Bayesian TAML"].test_mc
+
+
+def test_a_quick_study_runs_tests_and_tabulates_every_predictor(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "variants", lambda name, mc: [
+        study.Variant("Meta-SGD", "meta_sgd", ("--alpha_on",), (0,)),
+        study.Variant("Meta-SGD + z", "meta_sgd_z", ("--alpha_on", "--z_on"), (0, mc)),
+    ])
+    args = ["--study", "variables", "--quick", "--seeds", "0", "1", "--savedir",
+            str(tmp_path / "study"), "--data_root", str(tmp_path / "data")]
+    summary = study.main(args)
+    assert sorted((r["variant"], r["seed"]) for r in summary["runs"]) == [
+        ("Meta-SGD", 0), ("Meta-SGD", 1), ("Meta-SGD + z", 0), ("Meta-SGD + z", 1)]
+    z_runs = [r for r in summary["runs"] if r["variant"] == "Meta-SGD + z"]
+    assert all(sorted(r["tests"]) == ["0", "2"] for r in z_runs)
+    assert z_runs[0]["tests"]["2"]["n_mc_samples"] == 2
+    text = (tmp_path / "study" / "study.md").read_text()
+    for row in ("| Meta-SGD | deterministic |", "| Meta-SGD + z | posterior means |",
+                "| Meta-SGD + z | 2 MC samples |"):
+        assert row in text
+    on_disk = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert on_disk["settings"]["seeds"] == [0, 1]
+    # a re-run reuses every finished run and test: no test file is written again
+    tests = sorted((tmp_path / "study").rglob("test_step*_mc*.json"))
+    stamps = [p.stat().st_mtime_ns for p in tests]
+    again = study.main(args)
+    assert [p.stat().st_mtime_ns for p in tests] == stamps
+    assert again["runs"] == summary["runs"]
+
+
+def test_mean_std_over_seeds():
+    assert study.mean_std([70.0, 74.0]) == "72.0 ± 2.8"
+    assert study.mean_std([70.0]) == "70.0"
