@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taml.config import parse_config
-from taml.demo import BAYESIAN_SWITCHES, demo_flags, demo_settings
+from taml.demo import BAYESIAN_SWITCHES, demo_flags, demo_settings, is_stochastic
 from taml.evaluate import predictor_label
 from taml.experiment import samplers_for
 
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
                    for v, seed in jobs]
         runs = sorted((f.result() for f in futures), key=lambda r: (names.index(r["variant"]),
                                                                       r["seed"]))
-    stochastic = {v.name: any(s in v.switches for s in ("--omega_on", "--gamma_on", "--z_on"))
-                  for v in chosen}
+    stochastic = {v.name: is_stochastic(list(v.switches)) for v in chosen}
     tested = [run for run in runs if run["tests"]]
     text = (f"# taml.study --study {args.study}: {settings.n_train_iters} iterations, seeds "
             f"{' '.join(map(str, args.seeds))}, one thread per run\n\n"
