@@ -11,6 +11,7 @@ import argparse
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from taml.learners.base_learner import PRECISIONS
 from taml.rundir import RunDirError, expand_savedir
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
@@ -58,6 +59,7 @@ class Config:
     tensorboard: bool = False
     kl_normaliser: str = "task"
     n_val_mc_samples: int = 0
+    precision: str = "fp32"
 
     @property
     def method(self) -> str:
@@ -171,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default=d.task_batching,
                    help="taml: tasks of a meta-batch together (vmap) or one by one (loop); "
                         "auto = vmap on GPU, loop on CPU")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
+                   help="taml: the base learner's conv blocks in float32, or in bfloat16 "
+                        "under autocast (parameters, optimizer, inner-loop updates, "
+                        "classifier and losses stay float32; docs/benchmarks.md)")
     p.add_argument("--tensorboard", action="store_true",
                    help="taml: also log the training scalars and the balancing variables' "
                         "histograms to <savedir>/tensorboard (needs pip install tensorboard)")

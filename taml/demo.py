@@ -1,6 +1,7 @@
 """The demo: MAML, Meta-SGD and Bayesian TAML on the embedded dataset, end to end, on a CPU.
 
     python -m taml.demo [--savedir results/demo] [--n_train_iters 300] [--quick]
+        [--precision fp32|bf16]
 
 Meta-trains the three learners of the paper's Table 1 on ``synthetic`` (generated on first
 use, no download) with imbalanced episodes, validates on ``synthetic`` and its OOD companion
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data_root", default=None)
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
     parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="main.py's --precision for every method (docs/benchmarks.md)")
     args = parser.parse_args(argv)
     settings = demo_settings(args.n_train_iters, args.quick)
     common = demo_flags(settings)
@@ -197,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
         common += ["--data_root", args.data_root]
     if args.no_progress:
         common.append("--no_progress")
+    if args.precision != "fp32":
+        common += ["--precision", args.precision]
 
     savedir = Path(args.savedir)
     results, seconds, tested, flags = {}, {}, {}, {}

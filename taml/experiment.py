@@ -52,7 +52,7 @@ def build_learner(cfg: Config) -> MetaLearner:
         image_size=image_size_of(cfg),
         way=cfg.way,
         max_shot=cfg.max_shot,
-        inner=InnerLoopConfig(cfg.n_steps, cfg.inner_lr, cfg.first_order),
+        inner=InnerLoopConfig(cfg.n_steps, cfg.inner_lr, cfg.first_order, cfg.precision),
         # the original's multi-dataset encoder reads ω from the class statistics directly
         omega_reads_statistics=len(cfg.id_dataset) > 1,
         seed=cfg.seed,

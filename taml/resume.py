@@ -20,16 +20,16 @@ from taml.rundir import RunDirError, write_text_atomic
 MODEL_FLAGS = ("alpha_on", "omega_on", "gamma_on", "z_on", "way", "id_dataset", "max_shot",
                "image_size")  # max_shot: Bayesian TAML scales class sizes by it
 RESUME_REFUSED = MODEL_FLAGS + ("ood_dataset", "query", "metabatch", "n_steps", "inner_lr",
-                                "first_order", "sampler_mode", "seed", "kl_normaliser")
+                                "first_order", "sampler_mode", "seed", "kl_normaliser", "precision")
 # n_val_mc_samples: validation's predictor picks best.pt but changes no trained value
 RESUME_HONOURED = ("n_train_iters", "meta_lr", "save_freq", "val_freq", "n_val_episodes",
                    "log_freq", "print_freq", "n_val_mc_samples")
 # learning flags added after runs were saved without them: such a run learned with this value
-UNSAVED_DEFAULTS = {"kl_normaliser": "task"}
+UNSAVED_DEFAULTS = {"kl_normaliser": "task", "precision": "fp32"}
 # settings that change meta-test numbers without changing the model (n_steps and
 # n_mc_samples are in the file name already)
 TEST_SETTINGS = ("n_test_episodes", "seed", "inner_lr", "ood_dataset", "query",
-                 "sampler_mode", "metabatch")
+                 "sampler_mode", "metabatch", "precision")
 
 
 class IncompatibleRun(RunDirError):

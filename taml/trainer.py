@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ from taml.experiment import (
     evaluation_rng,
     samplers_for,
 )
-from taml.learners.meta_learner import kl_support_sizes, meta_objective
+from taml.learners.meta_learner import kl_support_sizes
 from taml.logs import RunLog
 from taml.progress import bar as progress_bar
 from taml.progress import set_enabled as set_progress
@@ -265,17 +266,25 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
         if cfg.kl_normaliser == "padded":  # the original pads the meta-batch as one
             padded_size = distributed.max_over_ranks(
                 max(int(b.support_sizes.max()) for b in batches), world, device)
+        params = list(learner.parameters())
+        shard_grads = []
         for stream, batch in zip(streams, batches, strict=True):
-            outputs = learner(batch, sample=True, generator=stream.posterior,
-                              task_batching=cfg.task_batching)
             kl_sizes = kl_support_sizes(batch, cfg.kl_normaliser, padded_size)
-            loss, per_task = meta_objective(outputs, batch, kl_sizes)
             # the objective is the mean over the whole meta-batch: each shard's mean counts
             # by its share of the tasks (x 1.0, exactly the single-stream loss, for one shard)
-            share = loss * (shard_tasks / cfg.metabatch)
-            share.backward()
-            totals += torch.stack([share.detach(), *(per_task[k].detach().sum() for k in STATS),
+            share = shard_tasks / cfg.metabatch
+            loss, per_task, outputs = learner.meta_backward(
+                batch, stream.posterior, kl_sizes, share, task_batching=cfg.task_batching)
+            totals += torch.stack([loss * share, *(per_task[k].sum() for k in STATS),
                                    (~torch.isfinite(loss)).to(totals.dtype)])
+            shard_grads.append([p.grad for p in params])
+            optimizer.zero_grad(set_to_none=True)
+        # each shard's gradient apart, then their sum in shard order: the sum the all-reduce
+        # over ranks forms, so one process with --shards K adds in the order of K processes
+        # (the tasks of a shard are summed one by one; another order changes the rounding)
+        for index, p in enumerate(params):
+            grads = [grads[index] for grads in shard_grads if grads[index] is not None]
+            p.grad = functools.reduce(torch.add, grads) if grads else None
         # one collective for the gradients, the statistics and the divergence flag, so that
         # every rank takes the same step, or stops at the same iteration
         distributed.sum_in_place(

@@ -151,6 +151,7 @@ def data_root_of(savedir: Path) -> str:
     ("--n_steps", "2", "--n_steps 1"), ("--first_order", None, "no --first_order"),
     ("--sampler_mode", "class", "--sampler_mode both"), ("--inner_lr", "0.3", "--inner_lr 0.5"),
     ("--alpha_on", None, "no --alpha_on"), ("--way", "2", "--way 3"),
+    ("--precision", "bf16", "--precision fp32"),
 ])
 def test_a_resume_refuses_flags_that_change_what_is_learned(run_copy, flag, value, was):
     before = snapshot(run_copy)
@@ -163,10 +164,10 @@ def test_a_resume_refuses_flags_that_change_what_is_learned(run_copy, flag, valu
 
 
 def test_divergence_before_any_checkpoint_does_not_name_one(data_root, tmp_path, monkeypatch):
-    import taml.trainer as trainer
+    import taml.learners.meta_learner as objective_module
 
-    real = trainer.meta_objective
-    monkeypatch.setattr(trainer, "meta_objective",
+    real = objective_module.meta_objective
+    monkeypatch.setattr(objective_module, "meta_objective",
                         lambda o, b, *n: (real(o, b, *n)[0] * float("nan"), real(o, b, *n)[1]))
     rc, err = invoke(args(data_root, tmp_path / "run", "--n_train_iters", "3"))
     assert_one_line(rc, err, 1, "no checkpoint was saved yet", "lower --meta_lr")

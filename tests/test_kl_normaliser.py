@@ -68,15 +68,15 @@ def test_padded_size_of_a_sharded_meta_batch_is_the_largest_of_all_shards(unequa
 def spy_on_objective(monkeypatch):
     """Records (support sizes, KL normaliser sizes) of every meta_objective call of the
     trainer."""
-    import taml.trainer as trainer
+    import taml.learners.meta_learner as objective_module
 
-    calls, real = [], trainer.meta_objective
+    calls, real = [], objective_module.meta_objective
 
     def spy(outputs, batch, kl_sizes=None):
         calls.append((batch.support_sizes.tolist(), kl_sizes.tolist()))
         return real(outputs, batch, kl_sizes)
 
-    monkeypatch.setattr(trainer, "meta_objective", spy)
+    monkeypatch.setattr(objective_module, "meta_objective", spy)
     return calls
 
 

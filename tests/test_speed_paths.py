@@ -116,17 +116,144 @@ def test_benchmark_runs_quick(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x l2l" in done.stdout
-    rows = json.loads(out.read_text())["shapes"]["cifar"]["variants"]
-    assert set(rows) == {"l2l-maml", "maml", "meta-sgd", "bayesian-taml", "maml first-order"}
-    for row in rows.values():
-        assert row["seconds"] > 0 and row["peak_memory_mb"] >= 0
-        assert row["gflop"] > 0
-        assert row["gflops_per_s"] == pytest.approx(row["gflop"] / row["seconds"])
+    results = json.loads(out.read_text())
+    variants = results["shapes"]["cifar"]["variants"]
+    assert set(variants) == {"l2l-maml", "maml", "meta-sgd", "bayesian-taml",
+                             "maml first-order"}
+    for by_precision in variants.values():
+        assert set(by_precision) == {"fp32", "bf16"}
+        for row in by_precision.values():
+            assert row["seconds"] > 0 and row["peak_memory_mb"] >= 0
+            assert row["gflop"] > 0
+            assert row["gflops_per_s"] == pytest.approx(row["gflop"] / row["seconds"])
+        # fp32 is the reference of the error; bf16 is measurably off it, but not wildly
+        assert by_precision["fp32"]["gradient_error"] == 0
+        assert 0 < by_precision["bf16"]["gradient_error"] < 1
+    rows = {name: by_precision["fp32"] for name, by_precision in variants.items()}
     # the FLOP count sees the work each variant does: Meta-SGD's learned step sizes add no
     # convolution, the zero classifier saves us step 1's conv backward that learn2learn
     # runs, and first order drops the double backward
     assert rows["meta-sgd"]["gflop"] == rows["maml"]["gflop"] < rows["l2l-maml"]["gflop"]
     assert rows["maml first-order"]["gflop"] < rows["maml"]["gflop"]
-    assert "% peak" in done.stdout
-    peaks = json.loads(out.read_text())["peak_gflops"]
+    # the same convolutions (fp32's batch-norm sums are counted as contractions, bf16's
+    # native batch norm is not: a 1e-4 difference)
+    assert variants["maml"]["bf16"]["gflop"] == pytest.approx(rows["maml"]["gflop"], rel=1e-3)
+    assert "% peak" in done.stdout and "| our Bayesian TAML |" in done.stdout
+    peaks = results["peak_gflops"]
     assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+
+ALL_ON = Switches(alpha_on=True, omega_on=True, gamma_on=True, z_on=True)
+
+
+def meta_gradients(batch, switches, how, kl_sizes=None, scale=1.0):
+    """The parameters' ``.grad`` after one meta-gradient, computed ``how``: ``graph`` (the
+    whole meta-batch's objective backpropagated at once), ``loop`` or ``vmap``
+    (``meta_backward``); and the statistics."""
+    torch.manual_seed(0)
+    learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4)).double()
+    generator = torch.Generator().manual_seed(1)
+    if how == "graph":
+        outputs = learner(batch, sample=True, generator=generator, task_batching="loop")
+        loss, stats = meta_objective(outputs, batch, kl_sizes)
+        (loss * scale).backward()
+    else:
+        loss, stats, outputs = learner.meta_backward(batch, generator, kl_sizes, scale,
+                                                     task_batching=how)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+             for p in learner.parameters()]
+    return grads, loss.detach(), {k: v.detach() for k, v in stats.items()}, outputs
+
+
+@pytest.mark.parametrize("switches", [Switches(), Switches(alpha_on=True), ALL_ON,
+                                      Switches(omega_on=True), Switches(z_on=True)],
+                         ids=["maml", "meta-sgd", "bayesian-taml", "omega", "z"])
+@pytest.mark.parametrize("how", ["loop", "vmap"])
+def test_a_backward_per_task_gives_the_meta_batchs_gradient(batch, switches, how):
+    padded = meta_learner.kl_support_sizes(batch, "padded")
+    reference, loss, stats, outputs = meta_gradients(batch, switches, "graph", padded, 0.5)
+    ours, our_loss, our_stats, our_outputs = meta_gradients(batch, switches, how, padded, 0.5)
+    assert_close_to_scale(ours, reference)
+    assert any(g.abs().max() > 0 for g in reference)
+    torch.testing.assert_close(our_loss, loss, rtol=1e-12, atol=1e-12)
+    for key in stats:
+        torch.testing.assert_close(our_stats[key], stats[key], rtol=1e-12, atol=1e-12)
+    assert_close_to_scale([our_outputs.query_logits], [outputs.query_logits.detach()])
+    assert not our_loss.requires_grad and not our_outputs.query_logits.requires_grad
+    for name, value in outputs.balancing.items():  # the same posterior samples
+        assert torch.equal(our_outputs.balancing[name], value.detach())
+
+
+def test_the_loop_path_frees_each_tasks_graph_before_the_next_task(batch, monkeypatch):
+    """Each task's query loss is backpropagated before the next task is adapted (one
+    task's second-order graph alive at a time), then the inference network's share once."""
+    events = []
+    real_forward, real_backward = base_learner.forward, torch.autograd.backward
+    monkeypatch.setattr(meta_learner.base_learner, "forward",
+                        lambda *a, **k: events.append("task") or real_forward(*a, **k))
+    monkeypatch.setattr(torch.autograd, "backward",  # Tensor.backward calls it too
+                        lambda *a, **k: events.append("backward") or real_backward(*a, **k))
+    meta_gradients(batch, ALL_ON, "loop")
+    assert events == ["task", "backward"] * batch.n_tasks + ["backward"]
+
+
+def test_native_batch_norm_equals_the_masked_one_to_second_order():
+    """bf16 with every row real takes F.batch_norm; in float64 its values, gradients and
+    second derivatives equal the plain-op masked version's (mask None and all ones)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 5, 5, generator=g, requires_grad=True)
+    shift = torch.randn(3, generator=g, requires_grad=True)
+    weights = torch.randn(6, 3, 5, 5, generator=g)
+    results = []
+    for norm in (base_learner.native_batch_norm,
+                 lambda x, shift: base_learner.masked_batch_norm(x, shift, None),
+                 lambda x, shift: base_learner.masked_batch_norm(x, shift, torch.ones(6))):
+        y = norm(x, shift)
+        first = torch.autograd.grad((weights * y.square()).sum(), (x, shift), create_graph=True)
+        second = torch.autograd.grad(sum((f * f.cos()).sum() for f in first), (x, shift))
+        results.append([y, *first, *second])
+    for native, *masked in zip(*results, strict=True):
+        for other in masked:
+            torch.testing.assert_close(native, other, rtol=1e-10, atol=1e-12)
+
+
+def test_bf16_with_every_row_real_takes_the_native_batch_norm(monkeypatch):
+    calls = []
+    real = base_learner.native_batch_norm
+    monkeypatch.setattr(base_learner, "native_batch_norm",
+                        lambda x, shift: calls.append(x.dtype) or real(x, shift))
+    x = torch.randn(4, 3, 5, 5)
+    for dtype, mask in ((torch.float32, None), (torch.bfloat16, torch.ones(4)),
+                        (torch.bfloat16, None)):
+        base_learner.masked_batch_norm(x.to(dtype), torch.zeros(3), mask)
+    assert calls == [torch.bfloat16]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("switches", [Switches(), ALL_ON], ids=["maml", "bayesian-taml"])
+def test_on_cuda_vmap_gives_the_loops_meta_gradient(batch, switches):
+    """The GPU default (vmap over tasks) against the loop, on the device, in float64."""
+    results = []
+    for how in ("loop", "vmap"):
+        torch.manual_seed(0)
+        learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4)).double().cuda()
+        learner.meta_backward(batch.to("cuda"), torch.Generator().manual_seed(1),
+                              task_batching=how)
+        results.append([p.grad.cpu() for p in learner.parameters() if p.grad is not None])
+    assert_close_to_scale(*results)
+
+
+def test_precision_error_benchmark_runs(tmp_path):
+    out = tmp_path / "error.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/precision_error.py", "--data", "random", "--metabatch", "2",
+         "--max_shot",
+         "3", "--query", "2", "--n_steps", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors = json.loads(out.read_text())["relative_error"]
+    assert set(errors) == {"maml", "meta-sgd"}
+    for by_setting in errors.values():
+        assert set(by_setting) == {"fp32", "bf16", "fp32 native BN"}
+        # float32 is close to float64; bfloat16 is much further off, but not meaningless
+        assert 0 < by_setting["fp32"] < 1e-3 < by_setting["bf16"] < 1

@@ -52,15 +52,15 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path
     savedir = tmp_path / "run"
     meta_train(config(data_root, savedir, "--n_train_iters", "2", "--save_freq", "2"))
     good = learner_state(savedir)
-    import taml.trainer as trainer
+    import taml.learners.meta_learner as objective_module
 
-    real = trainer.meta_objective
+    real = objective_module.meta_objective
 
     def poisoned(outputs, batch, kl_sizes=None):
         loss, stats = real(outputs, batch, kl_sizes)
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(trainer, "meta_objective", poisoned)
+    monkeypatch.setattr(objective_module, "meta_objective", poisoned)
     with pytest.raises(TrainingDiverged, match="iteration 3.*last good checkpoint.*iteration 2"):
         meta_train(config(data_root, savedir, "--n_train_iters", "4", "--save_freq", "1"))
     after = learner_state(savedir)

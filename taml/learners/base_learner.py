@@ -24,6 +24,8 @@ BN_EPS = 1e-3  # the original's tf.contrib.layers.batch_norm default
 CONV_KEYS = tuple(f"conv{l}_{p}" for l in range(1, N_BLOCKS + 1) for p in ("w", "b"))
 DENSE_KEYS = ("dense_w", "dense_b")
 ADAPTED_KEYS = CONV_KEYS + DENSE_KEYS  # what the inner loop updates, in layer order
+# --precision: the conv blocks' compute type under autocast; everything else stays float32
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def feature_size(image_size: int) -> int:
@@ -65,17 +67,51 @@ def masked_batch_norm(
     x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
     """Normalise ``x`` ``[N, C, H, W]`` over (N, H, W), using the rows where ``mask`` ``[N]``
-    (float 0/1) is 1 (all rows when None); then add the learned per-channel ``shift``.
+    (float 0/1) is 1; then add the learned per-channel ``shift``.
 
-    The masked sums are contractions (einsum), not mask-multiply-then-sum: one pass over the
-    activations instead of two, which halves this function's share of a second-order step.
+    ``mask`` None means every row is real. The masked sums are contractions (einsum), not
+    mask-multiply-then-sum (one pass over the activations instead of two). They work in
+    ``x``'s dtype; the row count stays in the mask's float32, where it is exact (in
+    bfloat16 250 x 84 x 84 rows would round).
+
+    A bfloat16 ``x`` (``--precision bf16``) with every row real takes the native
+    ``F.batch_norm`` (training mode, no running statistics): its fused kernels and C++
+    double backward made a second-order MAML iteration (84x84, 2 tasks) about 20% faster
+    than these plain ops in bfloat16, and it accumulates the statistics in float32. Not in
+    float32, where it was no faster, and on the speed benchmark's random images its
+    Meta-SGD meta-gradient was 100x further from float64's (relative error 6e-3 against
+    5e-5, ``benchmarks/precision_error.py --data random``; equal on the synthetic data), so
+    float32 keeps these ops and its earlier results. Never under ``vmap``, whose
+    batch-norm batching rule gives wrong second-order meta-gradients
+    (shared/reference/traps.md): the vmap path always passes a mask.
     """
-    weight = x.new_ones(x.shape[0]) if mask is None else mask.to(x.dtype)
-    count = weight.sum() * (x.shape[2] * x.shape[3])
-    mean = torch.einsum("n,nchw->c", weight, x) / count
+    if mask is None and x.dtype == torch.bfloat16:
+        return native_batch_norm(x, shift)
+    spatial = x.shape[2] * x.shape[3]
+    if mask is None:
+        weight, count = x.new_ones(x.shape[0]), float(x.shape[0] * spatial)
+    else:
+        weight, count = mask.to(x.dtype), mask.sum() * spatial
+    mean = (torch.einsum("n,nchw->c", weight, x) / count).to(x.dtype)
     centred = x - mean.view(1, -1, 1, 1)
     var = torch.einsum("n,nchw->c", weight, centred * centred) / count
-    return centred * torch.rsqrt(var + BN_EPS).view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    scale = torch.rsqrt(var + BN_EPS).to(x.dtype)
+    return centred * scale.view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
+
+
+def native_batch_norm(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``F.batch_norm`` on the batch's statistics, then the shift (every row real)."""
+    # the shift added outside: F.batch_norm's double backward w.r.t. its bias fails
+    # without a weight ("Expected a proper Tensor but got None"; torch 2.14)
+    return (F.batch_norm(x, None, None, training=True, momentum=0.0, eps=BN_EPS)
+            + shift.to(x.dtype).view(1, -1, 1, 1))
+
+
+def autocast(x: torch.Tensor, precision: str) -> torch.autocast:
+    """The autocast region of ``--precision`` on ``x``'s device (disabled for fp32)."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(x.device.type, dtype=dtype or torch.bfloat16,
+                          enabled=dtype is not None)
 
 
 def features(
@@ -83,14 +119,23 @@ def features(
     bn_shifts: dict[str, torch.Tensor],
     x: torch.Tensor,
     mask: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Flattened features ``[N, feature_size]`` of ``x`` ``[N, 3, H, W]``: the four conv
-    blocks, read from ``params``' ``conv{1..4}_{w,b}`` (other keys are ignored)."""
-    for l in range(1, N_BLOCKS + 1):
-        x = F.conv2d(x, params[f"conv{l}_w"], params[f"conv{l}_b"], padding=1)
-        x = masked_batch_norm(x, bn_shifts[f"bn{l}"], mask)
-        x = F.max_pool2d(F.relu(x), 2)
-    return x.flatten(1)
+    blocks, read from ``params``' ``conv{1..4}_{w,b}`` (other keys are ignored). ``mask``
+    ``[N]`` marks the real rows; None: all are (see :func:`masked_batch_norm`).
+
+    ``precision`` bf16: the blocks run under autocast (convolutions, batch norm, ReLU and
+    pooling in bfloat16, their backward passes too), and the features come back in the
+    parameters' dtype, so that the classifier, the losses and every gradient of a
+    parameter (autocast's casts route them back) are float32.
+    """
+    with autocast(x, precision):
+        for l in range(1, N_BLOCKS + 1):
+            x = F.conv2d(x, params[f"conv{l}_w"], params[f"conv{l}_b"], padding=1)
+            x = masked_batch_norm(x, bn_shifts[f"bn{l}"], mask)
+            x = F.max_pool2d(F.relu(x), 2)
+    return x.flatten(1).to(params["conv1_w"].dtype)
 
 
 def forward(
@@ -98,10 +143,13 @@ def forward(
     bn_shifts: dict[str, torch.Tensor],
     x: torch.Tensor,
     mask: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Logits ``[N, way]`` of inputs ``x`` ``[N, 3, H, W]``.
 
     ``params`` holds ``conv{1..4}_{w,b}`` and ``dense_{w,b}`` (``dense_w`` is
-    ``[features, way]``); ``bn_shifts`` holds ``bn{1..4}``.
+    ``[features, way]``); ``bn_shifts`` holds ``bn{1..4}``. ``precision``: see
+    :func:`features`.
     """
-    return features(params, bn_shifts, x, mask) @ params["dense_w"] + params["dense_b"]
+    return (features(params, bn_shifts, x, mask, precision) @ params["dense_w"]
+            + params["dense_b"])

@@ -36,23 +36,28 @@ class InnerLoopConfig:
     n_steps: int
     inner_lr: float
     first_order: bool = False
+    precision: str = "fp32"  # the conv blocks' compute type (base_learner.features)
 
 
 def per_class_losses(
-    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, way: int
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, way: int
 ) -> torch.Tensor:
     """``[way]``: L_c = (sum of class c's cross-entropies) * way / N, over real rows only.
 
-    ``logits`` ``[N, way]``; ``labels`` ``[N]`` (-1 on padding); ``mask`` ``[N]`` 0/1.
+    ``logits`` ``[N, way]``; ``labels`` ``[N]`` (-1 on padding); ``mask`` ``[N]`` 0/1, or
+    None when every row is real.
     L_c is a *sum* over the class's rows, so large classes dominate the unweighted mean:
     the imbalance that ω learns to correct.
     """
     # a comparison, not F.one_hot (which checks values, impossible under vmap); rows
     # labelled -1 (padding) come out all zero, and the mask zeroes them once more
     classes = torch.arange(way, device=labels.device)
-    one_hot = (labels.unsqueeze(1) == classes).to(logits.dtype) * mask.unsqueeze(1)
+    one_hot = (labels.unsqueeze(1) == classes).to(logits.dtype)
+    if mask is not None:
+        one_hot = one_hot * mask.unsqueeze(1)
+    n_rows = labels.shape[0] if mask is None else mask.sum()
     losses = -(one_hot * F.log_softmax(logits, dim=1)).sum(1)  # [N], 0 on padding
-    return (one_hot.T @ losses) * way / mask.sum()
+    return (one_hot.T @ losses) * way / n_rows
 
 
 def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torch.Tensor:
@@ -92,7 +97,7 @@ def adapt(
     step_sizes: Params | float,
     support_x: torch.Tensor,
     support_y: torch.Tensor,
-    support_mask: torch.Tensor,
+    support_mask: torch.Tensor | None,
     config: InnerLoopConfig,
     omega: torch.Tensor | None = None,
     layer_scales: torch.Tensor | None = None,
@@ -102,7 +107,9 @@ def adapt(
 
     ``params``: the (z-modulated) initialisation, keys ``base_learner.ADAPTED_KEYS``.
     ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
-    ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1).
+    ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
+    None: every row is real, which lets bfloat16's batch norm take the native kernel; never
+    under vmap).
     ``omega`` ``[way]`` or None; ``layer_scales`` ``[5]`` = exp(γ) or None.
 
     Each step runs the conv blocks once (``vjp``), takes the classifier's gradients and
@@ -128,7 +135,8 @@ def adapt(
 
     if not exploit_zero_classifier:
         def loss_fn(current: Params) -> torch.Tensor:
-            logits = base_learner.forward(current, bn_shifts, support_x, support_mask)
+            logits = base_learner.forward(current, bn_shifts, support_x, support_mask,
+                                          config.precision)
             return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
 
         for _ in range(config.n_steps):
@@ -136,7 +144,8 @@ def adapt(
         return params
 
     def conv_features(conv: Params) -> torch.Tensor:
-        return base_learner.features(conv, bn_shifts, support_x, support_mask)
+        return base_learner.features(conv, bn_shifts, support_x, support_mask,
+                                     config.precision)
 
     def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
         logits = feats @ dense["dense_w"] + dense["dense_b"]

@@ -5,7 +5,7 @@ shared inner loop. MAML, Meta-SGD and Bayesian TAML are configurations of it (se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +114,47 @@ class MetaLearner(nn.Module):
             kl = kl + q.kl_to_standard_normal()
         return values, kl
 
+    def _task_function(self, n_steps: int | None = None):
+        """``one_task(values, xs, ys, mask, xq, query_mask) -> query logits``: z, γ and ω of
+        one task applied to the shared inner loop from this learner's initialisation."""
+        config = self.inner
+        if n_steps is not None:
+            config = replace(config, n_steps=n_steps)
+        bn_shifts = dict(self.bn_shifts)
+
+        def one_task(values, xs, ys, mask, xq, query_mask):
+            # masks None on the loop path (rows cut to the real ones), tensors under vmap,
+            # which must never see None (base_learner.masked_batch_norm)
+            # the initialisation and step sizes are built per task: with a backward per
+            # task (meta_backward) a graph node shared by the tasks would be freed by the first
+            params, steps = self.initialisation(), self.step_sizes()
+            if "z" in values:
+                half = values["z"].shape[-1] // 2
+                params = modulate_init(params, values["z"][:half].view(4, -1),
+                                       values["z"][half:].view(4, -1))
+            scales = torch.exp(values["gamma"]) if "gamma" in values else None
+            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config,
+                            omega=values.get("omega"), layer_scales=scales)
+            return base_learner.forward(adapted, bn_shifts, xq, query_mask, config.precision)
+
+        return one_task
+
+    def _inputs(self, batch: EpisodeBatch):
+        dtype = self.theta["conv1_w"].dtype
+        return (base_learner.images_to_input(batch.support_images, dtype),
+                base_learner.images_to_input(batch.query_images, dtype),
+                batch.support_mask.to(dtype))
+
+    @staticmethod
+    def _resolve_batching(task_batching: str, support_x: torch.Tensor) -> str:
+        if task_batching == "auto":
+            # vmap's batched (grouped) convolutions are meant for a GPU; on CPU one task at a
+            # time, cut to its real rows, measured 3x faster (docs/benchmarks.md)
+            return "vmap" if support_x.is_cuda else "loop"
+        if task_batching not in ("vmap", "loop"):
+            raise ValueError(f"task_batching must be auto, vmap or loop, got {task_batching!r}")
+        return task_batching
+
     def forward(
         self,
         batch: EpisodeBatch,
@@ -127,46 +168,75 @@ class MetaLearner(nn.Module):
         ``sample``: one posterior sample per task (meta-training, MC) or the posterior
         means (validation). ``n_steps`` overrides the configured inner steps (meta-test).
         """
-        dtype = self.theta["conv1_w"].dtype
-        support_x = base_learner.images_to_input(batch.support_images, dtype)
-        query_x = base_learner.images_to_input(batch.query_images, dtype)
-        support_mask = batch.support_mask.to(dtype)
+        support_x, query_x, support_mask = self._inputs(batch)
         balancing, kl = self.posterior_balancing(support_x, batch, sample, generator)
-
-        init, bn_shifts, steps = self.initialisation(), dict(self.bn_shifts), self.step_sizes()
-        config = self.inner
-        if n_steps is not None:
-            config = InnerLoopConfig(n_steps, config.inner_lr, config.first_order)
-
-        def one_task(values, xs, ys, mask, xq):
-            params = init
-            if "z" in values:
-                half = values["z"].shape[-1] // 2
-                params = modulate_init(params, values["z"][:half].view(4, -1),
-                                       values["z"][half:].view(4, -1))
-            scales = torch.exp(values["gamma"]) if "gamma" in values else None
-            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config,
-                            omega=values.get("omega"), layer_scales=scales)
-            return base_learner.forward(adapted, bn_shifts, xq)
-
-        if task_batching == "auto":
-            # vmap's batched (grouped) convolutions are meant for a GPU; on CPU one task at a
-            # time, cut to its real rows, measured 3x faster (docs/benchmarks.md)
-            task_batching = "vmap" if support_x.is_cuda else "loop"
-        if task_batching == "vmap":
+        one_task = self._task_function(n_steps)
+        if self._resolve_batching(task_batching, support_x) == "vmap":
             logits = vmap(one_task)(balancing, support_x, batch.support_labels, support_mask,
-                                    query_x)
-        elif task_batching == "loop":
+                                    query_x, query_x.new_ones(query_x.shape[:2]))
+        else:
             # one task at a time, each cut to its real rows: no work spent on padding
             sizes = batch.support_sizes.tolist()
             logits = torch.stack([
                 one_task({k: v[t] for k, v in balancing.items()}, support_x[t, :n],
-                         batch.support_labels[t, :n], support_mask[t, :n], query_x[t])
+                         batch.support_labels[t, :n], None, query_x[t], None)
                 for t, n in enumerate(sizes)
             ])
-        else:
-            raise ValueError(f"task_batching must be auto, vmap or loop, got {task_batching!r}")
         return TaskOutputs(logits, kl, balancing)
+
+    def meta_backward(
+        self,
+        batch: EpisodeBatch,
+        generator: torch.Generator | None,
+        kl_sizes: torch.Tensor | None = None,
+        scale: float = 1.0,
+        task_batching: str = "auto",
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], TaskOutputs]:
+        """Accumulates ``scale`` x ∇ of the meta-objective (:func:`meta_objective`, one
+        posterior sample per task) into the parameters' ``.grad``; returns the objective,
+        the per-task statistics and the outputs, all detached.
+
+        On the loop path each task's query loss is backpropagated as soon as the task is
+        adapted, so only one task's second-order graph is alive at a time (the peak memory
+        of learn2learn's backward-per-task). The balancing variables are drawn for the whole
+        meta-batch at once, as ``forward`` draws them (same random numbers): the tasks read
+        detached copies, whose gradients are sent through the inference network and the KL
+        in one last backward. The same gradient as backpropagating ``forward``'s objective,
+        up to float rounding (``tests/test_speed_paths.py``); the vmap path does exactly that.
+        """
+        support_x, query_x, _ = self._inputs(batch)
+        if self._resolve_batching(task_batching, support_x) == "vmap":
+            outputs = self(batch, sample=True, generator=generator, task_batching="vmap")
+            loss, per_task = meta_objective(outputs, batch, kl_sizes)
+            (loss * scale).backward()
+            return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
+        balancing, kl = self.posterior_balancing(support_x, batch, True, generator)
+        cut = {k: v.detach().requires_grad_(v.requires_grad) for k, v in balancing.items()}
+        one_task = self._task_function()
+        n_tasks = batch.n_tasks
+        logits = []
+        for t, n in enumerate(batch.support_sizes.tolist()):
+            task_logits = one_task({k: v[t] for k, v in cut.items()}, support_x[t, :n],
+                                   batch.support_labels[t, :n], None, query_x[t], None)
+            cross_entropy = F.cross_entropy(task_logits, batch.query_labels[t])
+            if cross_entropy.requires_grad:
+                (cross_entropy * (scale / n_tasks)).backward()
+            logits.append(task_logits.detach())
+        outputs = TaskOutputs(torch.stack(logits), kl, balancing)
+        loss, per_task = meta_objective(outputs, batch, kl_sizes)
+        # the inference network's share: the KL term, and what the tasks sent back to
+        # the balancing variables they read
+        roots, cotangents = [], []
+        if per_task["kl"].requires_grad:
+            roots.append(per_task["kl"].mean() * scale)
+            cotangents.append(None)
+        for name, value in balancing.items():
+            if cut[name].grad is not None:
+                roots.append(value)
+                cotangents.append(cut[name].grad)
+        if roots:
+            torch.autograd.backward(roots, cotangents)
+        return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
 
     @torch.no_grad()
     def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
@@ -181,6 +251,11 @@ class MetaLearner(nn.Module):
         if "gamma" in values:
             out["gamma"] = torch.exp(values["gamma"])
         return out
+
+
+def _detached(outputs: TaskOutputs) -> TaskOutputs:
+    return TaskOutputs(outputs.query_logits.detach(), outputs.kl.detach(),
+                       {k: v.detach() for k, v in outputs.balancing.items()})
 
 
 def kl_support_sizes(batch: EpisodeBatch, normaliser: str = "task",
