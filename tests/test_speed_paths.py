@@ -257,3 +257,19 @@ def test_precision_error_benchmark_runs(tmp_path):
         assert set(by_setting) == {"fp32", "bf16", "fp32 native BN"}
         # float32 is close to float64; bfloat16 is much further off, but not meaningless
         assert 0 < by_setting["fp32"] < 1e-3 < by_setting["bf16"] < 1
+
+
+def test_profile_benchmark_runs(tmp_path):
+    out = tmp_path / "profile.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/profile_iteration.py", "--shape", "cifar", "--metabatch",
+         "1", "--max_shot", "3", "--query", "2", "--n_steps", "2", "--precision", "bf16",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ops = json.loads(out.read_text())["ops"]
+    names = [row["op"] for row in ops]
+    assert "aten::mkldnn_convolution" in names or "aten::convolution_backward" in names
+    assert all(row["calls"] > 0 for row in ops) and sum(r["self_cpu_share"] for r in ops) <= 1
+    assert "| op | self CPU % | calls |" in done.stdout
