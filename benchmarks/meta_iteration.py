@@ -118,7 +118,7 @@ class L2LStep:
 
     def logits(self, learner, x):
         """The module's forward under the same autocast as ours (losses stay float32)."""
-        with base_learner.autocast(x, "bf16" if self.precision == "bf16" else "fp32"):
+        with base_learner.autocast(x, taml_precision(self.precision)):
             return learner(x).float()
 
     def __call__(self, batch: EpisodeBatch) -> float:
@@ -144,9 +144,7 @@ class L2LStep:
 class OursStep:
     def __init__(self, switches, image_size, way, max_shot, n_steps, inner_lr, first_order,
                  device, task_batching, precision="fp32"):
-        # tf32 is a float32 run with TF32 matmuls and convolutions allowed (CUDA only)
-        inner = InnerLoopConfig(n_steps, inner_lr, first_order,
-                                "bf16" if precision == "bf16" else "fp32")
+        inner = InnerLoopConfig(n_steps, inner_lr, first_order, taml_precision(precision))
         self.learner = MetaLearner(switches, image_size, way, max_shot, inner).to(device)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=1e-3)
         self.generator = torch.Generator().manual_seed(0)
@@ -170,6 +168,12 @@ def record_first_gradient(step, params) -> None:
     if step.first_gradient is None:
         step.first_gradient = torch.cat([p.grad.detach().double().flatten().cpu()
                                          for p in params if p.grad is not None])
+
+
+def taml_precision(precision: str) -> str:
+    """taml's ``--precision`` for a benchmark precision: tf32 is a float32 run with TF32
+    matmuls and convolutions allowed (CUDA only, :func:`tf32`)."""
+    return "fp32" if precision == "tf32" else precision
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from meta_iteration import (  # noqa: E402
     write_results,
 )
 
+from taml.learners.base_learner import PRECISIONS  # noqa: E402
 from taml.learners.inner_loop import InnerLoopConfig  # noqa: E402
 from taml.learners.meta_learner import MetaLearner  # noqa: E402
 
@@ -39,7 +40,7 @@ from taml.learners.meta_learner import MetaLearner  # noqa: E402
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shape", choices=list(SHAPES), default="mimgnet")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
     p.add_argument("--variant", choices=[v for v in VARIANTS if VARIANTS[v] is not None],
                    default="maml")
     p.add_argument("--rows", type=int, default=15)

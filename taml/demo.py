@@ -27,6 +27,7 @@ from pathlib import Path
 
 from taml.config import parse_config
 from taml.evaluate import meta_test, predictor_label
+from taml.learners.base_learner import PRECISIONS
 from taml.trainer import meta_train
 
 BAYESIAN_SWITCHES = ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data_root", default=None)
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
     parser.add_argument("--no_progress", action="store_true")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                         help="main.py's --precision for every method (docs/benchmarks.md)")
     args = parser.parse_args(argv)
     settings = demo_settings(args.n_train_iters, args.quick)

@@ -250,6 +250,7 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
     bar = progress_bar(range(start, cfg.n_train_iters + 1), initial=start - 1,
                        total=cfg.n_train_iters, desc=f"meta-train {cfg.method}",
                        enabled=cfg.progress and world.is_main, unit="it")
+    params = list(learner.parameters())
     learner.train()
     for iteration in bar:
         # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
@@ -266,7 +267,6 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
         if cfg.kl_normaliser == "padded":  # the original pads the meta-batch as one
             padded_size = distributed.max_over_ranks(
                 max(int(b.support_sizes.max()) for b in batches), world, device)
-        params = list(learner.parameters())
         shard_grads = []
         for stream, batch in zip(streams, batches, strict=True):
             kl_sizes = kl_support_sizes(batch, cfg.kl_normaliser, padded_size)
