@@ -7,17 +7,17 @@ venv:
 	@bash scripts/install.sh
 
 demo: venv
-	$(PY) -m taml.demo
+	$(PY) -m experiments.demo
 
 # ERM, class-balanced, TML, L2RW, MW-Net on the embedded long-tailed glyphs, 3 seeds each
 demo-biased: venv
-	$(PY) -m taml.biased.demo
+	$(PY) -m experiments.demo_biased
 
 test: venv
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m ruff check taml tests benchmarks main.py data
+	$(PY) -m ruff check taml experiments tests benchmarks main.py data
 
 bench: venv
 	$(PY) benchmarks/sampler.py

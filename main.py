@@ -1,7 +1,7 @@
 """taml's command line.
 
 - ``python main.py --mode meta_train|meta_test [flags]``: MAML, Meta-SGD, Bayesian TAML on
-  imbalanced / OOD episodes (the original's flags; ``taml/config.py``).
+  imbalanced / OOD episodes (the original's flags; ``taml/episodic/config.py``).
 - ``python main.py --mode train|test --method {erm,class_balanced,focal,tml,l2rw,mwnet,lnl}``:
   learning from biased data (``taml/biased/``).
 - ``python main.py --mode report --savedir results/``: tables and curves from finished runs
@@ -51,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def meta_main(argv: list[str]) -> int:
-    from taml.config import parse_config
     from taml.data.registry import DatasetError
-    from taml.rundir import RunDirError
+    from taml.episodic.config import parse_config
+    from taml.run.folder import RunDirError
 
     cfg = parse_config(argv)
-    from taml import distributed
-    from taml.command import RESUME_ADVICE, run_reporting_errors
-    from taml.evaluate import meta_test
-    from taml.trainer import TrainingDiverged, meta_train
+    from taml.episodic.evaluate import meta_test
+    from taml.episodic.train import TrainingDiverged, meta_train
+    from taml.run import distributed
+    from taml.run.cli import RESUME_ADVICE, run_reporting_errors
 
     world = distributed.start(cfg)  # torchrun's process group, when launched by torchrun
 

@@ -1,4 +1,4 @@
-"""Seconds per training step of ERM, TML, L2RW and MW-Net (taml.bilevel) against the two
+"""Seconds per training step of ERM, TML, L2RW and MW-Net (taml.biased.methods) against the two
 ways PyTorch users write these methods today, on the same network and batches.
 
     .venv/bin/python benchmarks/bilevel_step.py [--device cpu|cuda] [--repeats 10]
@@ -9,7 +9,7 @@ One training step = the method's meta-update (if any) + the real step (forward, 
 momentum-SGD step), as the trainer runs it. Styles, for each bilevel method:
 
 - ``ours``: ``build_method(...).step`` (the aligned route: first-order work plus one
-  forward-mode pass; exact, see taml/bilevel/core.py);
+  forward-mode pass; exact, see taml/biased/methods/core.py);
 - ``unrolled``: ours through the differentiable lookahead (second order, functional_call);
 - ``higher``: ``higher.innerloop_ctx`` (a differentiable SGD step on a monkey-patched copy),
   then a separate real forward/backward;
@@ -41,11 +41,11 @@ import meta_iteration  # benchmarks/: PeakMemory, pin_mmap_threshold
 import torch
 import torch.nn.functional as F
 
-from taml.bilevel import MethodHyper, build_method, core
-from taml.bilevel.l2rw import weights_from_meta_gradient
-from taml.bilevel.mwnet import MWNet
-from taml.bilevel.tml import TML, project
-from taml.nets import build_network
+from taml.biased.methods import MethodHyper, build_method, core
+from taml.biased.methods.l2rw import weights_from_meta_gradient
+from taml.biased.methods.mwnet import MWNet
+from taml.biased.methods.tml import TML, project
+from taml.biased.nets import build_network
 
 BILEVEL = ("tml", "l2rw", "mwnet")
 STYLES = ("ours", "unrolled", "higher", "deepcopy")
@@ -156,7 +156,7 @@ class Ours:
         elif method == "mwnet":
             self.method = MWNet(MWNET_HP, route)
         else:
-            from taml.bilevel.l2rw import L2RW
+            from taml.biased.methods.l2rw import L2RW
             self.method = L2RW(route)
         self.index = 0
 

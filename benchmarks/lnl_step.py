@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/lnl_step.py [--device cpu|cuda] [--batch 128] [--size 28]
         [--repeats 20] [--warmup 3] [--json PATH]
 
-Steps (taml/biased/lnl.py, the LNLNet of Colored MNIST: f, g, h_R, h_G, h_B):
+Steps (taml/biased/methods/lnl.py, the LNLNet of Colored MNIST: f, g, h_R, h_G, h_B):
 
 - ``plain``: the baseline, CE(g(f(x)), y) on f and g (one forward, one backward);
 - ``pretrain``: plain plus the colour heads trained on detached features;
@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from taml.biased.lnl import LNLNet, LNLTrainer
+from taml.biased.methods.lnl import LNLNet, LNLTrainer
 
 VARIANTS = ("plain", "pretrain", "lnl")
 

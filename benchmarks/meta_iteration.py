@@ -7,7 +7,7 @@ and in bfloat16.
         [--precisions fp32 bf16 [tf32]] [--first_order] [--quick] [--json PATH]
 
 One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
-to ±3, Adam step (as taml.trainer: ``MetaLearner.meta_backward``, one backward per task on
+to ±3, Adam step (as taml.episodic.train: ``MetaLearner.meta_backward``, one backward per task on
 the loop path). Every variant runs in every precision (bf16: ``--precision bf16``, the conv
 blocks under autocast; learn2learn gets the same autocast around its module's forward;
 tf32: float32 with TF32 tensor cores, CUDA only). They run interleaved, round by round, on
@@ -61,11 +61,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from taml.data.episodes import EpisodeBatch, EpisodeSampler
 from taml.data.store import make_split
-from taml.learners import base_learner
-from taml.learners.inner_loop import InnerLoopConfig
-from taml.learners.meta_learner import MetaLearner, Switches
+from taml.episodic.learners import conv4
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import MetaLearner, Switches
 
-GRAD_CLIP = 3.0  # as taml.trainer
+GRAD_CLIP = 3.0  # as taml.episodic.train
 SHAPES = {"cifar": 32, "mimgnet": 84}
 VARIANTS = {  # name -> switches (None: learn2learn)
     "l2l-maml": None,
@@ -81,16 +81,16 @@ class L2LConvNet(nn.Module):
     def __init__(self, theta: dict[str, torch.Tensor], image_size: int, way: int):
         super().__init__()
         layers = []
-        for l in range(1, base_learner.N_BLOCKS + 1):
+        for l in range(1, conv4.N_BLOCKS + 1):
             conv = nn.Conv2d(3 if l == 1 else 32, 32, 3, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(theta[f"conv{l}_w"])
                 conv.bias.copy_(theta[f"conv{l}_b"])
-            layers += [conv, nn.BatchNorm2d(32, eps=base_learner.BN_EPS,
+            layers += [conv, nn.BatchNorm2d(32, eps=conv4.BN_EPS,
                                             track_running_stats=False),
                        nn.ReLU(), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(base_learner.feature_size(image_size), way)
+        self.head = nn.Linear(conv4.feature_size(image_size), way)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -118,7 +118,7 @@ class L2LStep:
 
     def logits(self, learner, x):
         """The module's forward under the same autocast as ours (losses stay float32)."""
-        with base_learner.autocast(x, taml_precision(self.precision)):
+        with conv4.autocast(x, taml_precision(self.precision)):
             return learner(x).float()
 
     def __call__(self, batch: EpisodeBatch) -> float:
@@ -126,12 +126,12 @@ class L2LStep:
         total = 0.0
         with tf32(self.precision):
             for t, n in enumerate(batch.support_sizes.tolist()):
-                xs = base_learner.images_to_input(batch.support_images[t, :n])
+                xs = conv4.images_to_input(batch.support_images[t, :n])
                 ys = batch.support_labels[t, :n]
                 learner = self.maml.clone()
                 for _ in range(self.n_steps):
                     learner.adapt(F.cross_entropy(self.logits(learner, xs), ys))
-                xq = base_learner.images_to_input(batch.query_images[t])
+                xq = conv4.images_to_input(batch.query_images[t])
                 loss = (F.cross_entropy(self.logits(learner, xq), batch.query_labels[t])
                         / batch.n_tasks)
                 loss.backward()
@@ -298,7 +298,7 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
     """Every (variant, precision) on the same meta-batches, interleaved round by round."""
     sampler = random_sampler(image_size, args.way, args.max_shot, args.query)
     rng = np.random.default_rng(1)
-    theta = base_learner.init_conv_params(torch.Generator().manual_seed(0))
+    theta = conv4.init_conv_params(torch.Generator().manual_seed(0))
     common = dict(image_size=image_size, way=args.way, n_steps=args.n_steps,
                   inner_lr=args.inner_lr, device=device)
     names = [name for name in VARIANTS if name in args.variants]

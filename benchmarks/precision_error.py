@@ -11,7 +11,7 @@ the speed benchmark's episode shape, on a meta-batch of the embedded ``synthetic
 float32 can be 10% off float64 there): the relative error (L2 norm over all parameters) of
 the first meta-gradient in float32, in ``--precision bf16``, and in float32 with the native
 ``F.batch_norm`` instead of taml's plain-op batch norm (the choice
-``base_learner.masked_batch_norm`` makes for bfloat16 only), each against float64 from the
+``conv4.masked_batch_norm`` makes for bfloat16 only), each against float64 from the
 same initialisation and meta-batch. Bayesian TAML is left out: its posterior noise is drawn
 in the parameters' dtype, so a float64 run samples other noise.
 """
@@ -36,11 +36,11 @@ from meta_iteration import (  # noqa: E402
     write_results,
 )
 
-from taml.config import parse_config  # noqa: E402
-from taml.experiment import samplers_for  # noqa: E402
-from taml.learners import base_learner  # noqa: E402
-from taml.learners.inner_loop import InnerLoopConfig  # noqa: E402
-from taml.learners.meta_learner import MetaLearner, Switches  # noqa: E402
+from taml.episodic.build import samplers_for  # noqa: E402
+from taml.episodic.config import parse_config  # noqa: E402
+from taml.episodic.learners import conv4  # noqa: E402
+from taml.episodic.learners.inner_loop import InnerLoopConfig  # noqa: E402
+from taml.episodic.learners.meta_learner import MetaLearner, Switches  # noqa: E402
 
 VARIANTS = {"maml": Switches(), "meta-sgd": Switches(alpha_on=True)}
 # name -> (parameter dtype, --precision, native batch norm in float32)
@@ -52,14 +52,14 @@ SETTINGS = {"fp64": (torch.float64, "fp32", False), "fp32": (torch.float32, "fp3
 @contextlib.contextmanager
 def native_batch_norm_everywhere(on: bool):
     """Every all-real-rows batch norm through ``F.batch_norm``, whatever the dtype."""
-    real = base_learner.masked_batch_norm
+    real = conv4.masked_batch_norm
     if on:
-        base_learner.masked_batch_norm = lambda x, shift, mask: (
-            base_learner.native_batch_norm(x, shift) if mask is None else real(x, shift, mask))
+        conv4.masked_batch_norm = lambda x, shift, mask: (
+            conv4.native_batch_norm(x, shift) if mask is None else real(x, shift, mask))
     try:
         yield
     finally:
-        base_learner.masked_batch_norm = real
+        conv4.masked_batch_norm = real
 
 
 def meta_gradient(switches, setting, image_size, args, batch) -> torch.Tensor:

@@ -32,9 +32,9 @@ from meta_iteration import (  # noqa: E402
     write_results,
 )
 
-from taml.learners.base_learner import PRECISIONS  # noqa: E402
-from taml.learners.inner_loop import InnerLoopConfig  # noqa: E402
-from taml.learners.meta_learner import MetaLearner  # noqa: E402
+from taml.episodic.learners.conv4 import PRECISIONS  # noqa: E402
+from taml.episodic.learners.inner_loop import InnerLoopConfig  # noqa: E402
+from taml.episodic.learners.meta_learner import MetaLearner  # noqa: E402
 
 
 def main(argv=None) -> dict:

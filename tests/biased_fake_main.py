@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taml.biased import cli, parts  # noqa: E402
+from taml.biased import build as parts  # noqa: E402
+from taml.biased import cli  # noqa: E402
 from tests.biased_fakes import FakeMethod, fake_data  # noqa: E402
 
 if __name__ == "__main__":

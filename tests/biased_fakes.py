@@ -1,5 +1,5 @@
 """Small stand-ins for the biased-data tests: a long-tailed, learnable image set shaped like
-taml.data.biased.BiasedData, and a method with a meta-learned state of its own (class
+taml.data.recipes.BiasedData, and a method with a meta-learned state of its own (class
 weights moved by the meta batch, synced over ranks) that follows the Method protocol."""
 
 from __future__ import annotations

@@ -24,12 +24,12 @@ import pytest
 import torch
 
 import main as cli
-from taml import checkpoint
-from taml.config import dataset_list, parse_config
 from taml.data.registry import DatasetError
 from taml.data.store import load_split, save_split, split_path
 from taml.data.synthetic import GENERATOR_VERSION, MANIFEST, generate_synthetic
-from taml.rundir import RunLock
+from taml.episodic.config import dataset_list, parse_config
+from taml.run import checkpoint
+from taml.run.folder import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--way", "3", "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
@@ -164,7 +164,7 @@ def test_a_resume_refuses_flags_that_change_what_is_learned(run_copy, flag, valu
 
 
 def test_divergence_before_any_checkpoint_does_not_name_one(data_root, tmp_path, monkeypatch):
-    import taml.learners.meta_learner as objective_module
+    import taml.episodic.learners.meta_learner as objective_module
 
     real = objective_module.meta_objective
     monkeypatch.setattr(objective_module, "meta_objective",
@@ -194,7 +194,7 @@ def test_train_metrics_have_no_duplicate_rows_after_a_resume(data_root, tmp_path
 
 
 def test_seconds_per_iteration_leave_validation_out(data_root, tmp_path, monkeypatch):
-    import taml.trainer as trainer
+    import taml.episodic.train as trainer
 
     real = trainer._validate
 
@@ -282,7 +282,7 @@ def test_image_size_is_checked_at_meta_test(tmp_path):
 def test_a_second_run_on_a_locked_folder_names_the_first(data_root, tmp_path):
     savedir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from taml.rundir import RunLock\n"
+        [sys.executable, "-c", "import sys, time; from taml.run.folder import RunLock\n"
          f"with RunLock({str(savedir)!r}):\n print('locked', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -359,7 +359,7 @@ def test_ctrl_c_during_meta_test_keeps_the_previous_results(run_copy, monkeypatc
     assert invoke(flags)[0] == 0
     before = snapshot(run_copy)
     assert "test_step1_mc0.log" in before and "test_step1_mc0.json" in before
-    import taml.evaluate as evaluate
+    import taml.episodic.evaluate as evaluate
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -448,7 +448,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_copy):
 
 
 def test_stores_and_checkpoints_follow_the_umask_not_0600(finished_run, data_root):
-    from taml.rundir import current_umask
+    from taml.run.folder import current_umask
 
     expected = 0o644 & ~current_umask()  # 0644 under the usual umask 022; mkstemp gave 0600
     for path in (finished_run / checkpoint.LATEST, finished_run / checkpoint.BEST,
@@ -529,7 +529,7 @@ def test_a_read_only_mount_is_refused_before_any_work(data_root, tmp_path, monke
     import errno
     import tempfile
 
-    import taml.rundir as rundir
+    import taml.run.folder as rundir
 
     real = tempfile.mkstemp
 

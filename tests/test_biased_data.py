@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import taml.data.biased as biased
+import taml.data.recipes as biased
 from taml.data.bias_profiles import long_tail_counts
-from taml.data.biased import BiasedDataError, BiasSpec, build_biased_data, write_manifest
+from taml.data.recipes import BiasedDataError, BiasSpec, build_biased_data, write_manifest
 from taml.data.store import SplitData
 
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -242,7 +242,7 @@ def test_glyphs_are_generated_once_balanced_and_written_with_a_manifest(tmp_path
 @pytest.mark.parametrize("flag", ["--id_dataset", "--ood_dataset"])
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "glyphs"])
 def test_meta_learning_refuses_the_classification_datasets(flag, name, capsys):
-    from taml.config import parse_config
+    from taml.episodic.config import parse_config
 
     with pytest.raises(SystemExit):
         parse_config([flag, name])

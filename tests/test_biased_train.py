@@ -12,10 +12,11 @@ import sys
 import pytest
 import torch
 
-from taml.biased import parts, testing
+from taml.biased import build as parts
+from taml.biased import testing
 from taml.biased.config import parse_biased_config
 from taml.biased.records import RunError, RunRecords, TrainingDiverged
-from taml.biased.trainer import train
+from taml.biased.train import train
 
 from .biased_fakes import FakeMethod, fake_data
 from .test_config import ROOT
@@ -259,7 +260,7 @@ def test_a_recipe_the_data_cannot_satisfy_is_one_line(flags, message, tmp_path, 
 
 def test_the_quick_demo_trains_every_method_and_writes_one_table(tmp_path, capsys,
                                                                  glyph_root):
-    from taml.biased import demo
+    from experiments import demo_biased as demo
 
     summary = demo.main(["--quick", "--savedir", str(tmp_path / "demo"), "--no_progress",
                          "--data_root", str(glyph_root)])
@@ -343,8 +344,8 @@ def test_a_resumed_run_of_a_real_method_equals_an_uninterrupted_one(method, flag
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_training():
-    from taml.biased.trainer import check_shards
-    from taml.distributed import World
+    from taml.biased.train import check_shards
+    from taml.run.distributed import World
 
     cfg = parse_biased_config(["--batch_size", "10", "--meta_batch_size", "7"])
     with pytest.raises(RunError, match="--meta_batch_size 7 does not split evenly over 2"):

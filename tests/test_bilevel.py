@@ -1,4 +1,5 @@
-"""The bilevel core and the biased-data methods (taml/bilevel) and their networks (taml/nets)."""
+"""The bilevel core and the biased-data methods (taml/biased/methods) and their networks
+(taml/biased/nets)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taml.bilevel import MethodHyper, build_method, core, no_sync
-from taml.bilevel.class_balanced import inverse_frequency_weights
-from taml.bilevel.l2rw import L2RW
-from taml.bilevel.mwnet import MWNet
-from taml.bilevel.tml import TML, project
-from taml.learners.inner_loop import per_class_losses
-from taml.nets import build_network
+from taml.biased.methods import MethodHyper, build_method, core, no_sync
+from taml.biased.methods.class_balanced import inverse_frequency_weights
+from taml.biased.methods.l2rw import L2RW
+from taml.biased.methods.mwnet import MWNet
+from taml.biased.methods.tml import TML, project
+from taml.biased.nets import build_network
+from taml.episodic.learners.inner_loop import per_class_losses
 
 WAY = 3
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taml.config import Config, parse_config
+from taml.episodic.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""`python -m taml.demo --quick`: every row trains, is tested as its table says, and the
+"""`python -m experiments.demo --quick`: every row trains, is tested as its table says, and the
 summary records the settings the demo ran with and its wall time."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from taml import demo
+from experiments import demo
 
 
 def test_the_quick_demo_runs_every_method_and_records_its_settings(tmp_path, capsys):

@@ -1,9 +1,9 @@
-"""README.md's section on `python -m taml.demo` states the settings the demo really runs.
+"""README.md's section on `python -m experiments.demo` states the settings the demo really runs.
 
 Each paragraph of the section describes one command: the default one, or the one it names
 with ``--n_train_iters N``. Every number the paragraph states about that command's schedule
 (iterations, validation every K iterations on E episodes, test episodes, episode shape,
-posterior samples) must be the demo's setting for it (:func:`taml.demo.demo_settings`).
+posterior samples) must be the demo's setting for it (:func:`experiments.demo.demo_settings`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from taml import demo
+from experiments import demo
 
 from .test_config import ROOT
 
@@ -24,7 +24,7 @@ def demo_section() -> str:
     assert start >= 0, "README.md has no '## The demo' section"
     end = text.find("\n## ", start + 1)
     section = text[start : end if end > 0 else len(text)]
-    assert "taml.demo" in section
+    assert "experiments.demo" in section
     return section
 
 

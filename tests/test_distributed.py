@@ -14,13 +14,13 @@ import sys
 import pytest
 import torch
 
-from taml import checkpoint
-from taml.config import parse_config
-from taml.distributed import World
-from taml.experiment import RandomStreams
-from taml.learners.meta_learner import MetaLearner, TaskOutputs, meta_objective
-from taml.resume import IncompatibleRun
-from taml.trainer import meta_train
+from taml.episodic.build import RandomStreams
+from taml.episodic.config import parse_config
+from taml.episodic.learners.meta_learner import MetaLearner, TaskOutputs, meta_objective
+from taml.episodic.resume import IncompatibleRun
+from taml.episodic.train import meta_train
+from taml.run import checkpoint
+from taml.run.distributed import World
 
 from .test_config import ROOT
 from .test_training import TINY, config, learner_state

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from taml import checkpoint
-from taml.config import parse_config
 from taml.data.episodes import EpisodeSampler
-from taml.learners.inner_loop import InnerLoopConfig
-from taml.learners.meta_learner import (
+from taml.episodic.config import parse_config
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import (
     MetaLearner,
     Switches,
     kl_support_sizes,
     meta_objective,
 )
-from taml.resume import IncompatibleRun, check_resume
-from taml.trainer import meta_train
+from taml.episodic.resume import IncompatibleRun, check_resume
+from taml.episodic.train import meta_train
+from taml.run import checkpoint
 
 from .conftest import colour_split
 from .test_training import TINY, config
@@ -68,7 +68,7 @@ def test_padded_size_of_a_sharded_meta_batch_is_the_largest_of_all_shards(unequa
 def spy_on_objective(monkeypatch):
     """Records (support sizes, KL normaliser sizes) of every meta_objective call of the
     trainer."""
-    import taml.learners.meta_learner as objective_module
+    import taml.episodic.learners.meta_learner as objective_module
 
     calls, real = [], objective_module.meta_objective
 

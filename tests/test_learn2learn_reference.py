@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from taml.data.episodes import EpisodeSampler
-from taml.learners import base_learner
-from taml.learners.inner_loop import InnerLoopConfig, adapt
-from taml.learners.meta_learner import MetaLearner, Switches, meta_objective
+from taml.episodic.learners import conv4
+from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
+from taml.episodic.learners.meta_learner import MetaLearner, Switches, meta_objective
 
 from .conftest import colour_split
 
@@ -36,9 +36,9 @@ class ConvNet(nn.Module):
             self.register_buffer(f"bn{l}", torch.zeros(32))
 
     def forward(self, x):
-        params = {k: getattr(self, k) for k in base_learner.ADAPTED_KEYS}
+        params = {k: getattr(self, k) for k in conv4.ADAPTED_KEYS}
         shifts = {f"bn{l}": getattr(self, f"bn{l}") for l in range(1, 5)}
-        return base_learner.forward(params, shifts, x)
+        return conv4.forward(params, shifts, x)
 
 
 @pytest.mark.parametrize("n_steps", [1, 3])
@@ -53,13 +53,13 @@ def test_adapted_parameters_and_meta_gradient_match_learn2learn(n_steps):
         loss, _ = meta_objective(outputs, batch)
         loss.backward()
 
-        reference = ConvNet(dict(ours.theta), base_learner.feature_size(32), way).double()
+        reference = ConvNet(dict(ours.theta), conv4.feature_size(32), way).double()
         maml = l2l.algorithms.MAML(reference, lr=inner_lr, first_order=False)
         query_losses = []
         for t in range(batch.n_tasks):
             task = batch.task(t)
-            xs = base_learner.images_to_input(task.support_images[0])
-            xq = base_learner.images_to_input(task.query_images[0])
+            xs = conv4.images_to_input(task.support_images[0])
+            xq = conv4.images_to_input(task.query_images[0])
             learner = maml.clone()
             for _ in range(n_steps):
                 support = nn.functional.cross_entropy(learner(xs), task.support_labels[0])
@@ -67,7 +67,7 @@ def test_adapted_parameters_and_meta_gradient_match_learn2learn(n_steps):
             ours_adapted = adapt(ours.initialisation(), dict(ours.bn_shifts), inner_lr, xs,
                                  task.support_labels[0], task.support_mask[0].double(),
                                  InnerLoopConfig(n_steps, inner_lr))
-            for key in base_learner.ADAPTED_KEYS:
+            for key in conv4.ADAPTED_KEYS:
                 torch.testing.assert_close(ours_adapted[key], getattr(learner, key),
                                            rtol=1e-5, atol=1e-9, msg=key)
             logits = learner(xq)

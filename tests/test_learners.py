@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from taml.data.episodes import EpisodeSampler
-from taml.learners import base_learner
-from taml.learners.inference_net import InferenceNetwork, Posterior
-from taml.learners.inner_loop import (
+from taml.episodic.learners import conv4
+from taml.episodic.learners.inference_net import InferenceNetwork, Posterior
+from taml.episodic.learners.inner_loop import (
     InnerLoopConfig,
     adapt,
     modulate_init,
     per_class_losses,
     support_loss,
 )
-from taml.learners.meta_learner import (
+from taml.episodic.learners.meta_learner import (
     MetaLearner,
     Switches,
     meta_objective,
@@ -101,14 +101,14 @@ def test_per_class_loss_is_class_sum_times_way_over_n():
 
 
 def _one_task(batch):
-    x = base_learner.images_to_input(batch.support_images[0])
+    x = conv4.images_to_input(batch.support_images[0])
     return x, batch.support_labels[0], batch.support_mask[0].double()
 
 
 def _params(way=4):
     g = torch.Generator().manual_seed(3)
-    params = base_learner.init_conv_params(g)
-    params["dense_w"] = torch.randn(base_learner.feature_size(32), way, generator=g) * 0.1
+    params = conv4.init_conv_params(g)
+    params["dense_w"] = torch.randn(conv4.feature_size(32), way, generator=g) * 0.1
     params["dense_b"] = torch.zeros(way)
     return params, {f"bn{l}": torch.zeros(32) for l in range(1, 5)}
 
@@ -120,8 +120,8 @@ def test_gamma_scales_each_layers_step(batch):
     plain = adapt(params, bn, 0.3, x, y, mask, one_step)
     gamma = torch.tensor([0.5, -0.2, 0.0, 1.0, -1.0])
     scaled = adapt(params, bn, 0.3, x, y, mask, one_step, layer_scales=torch.exp(gamma))
-    for key in base_learner.ADAPTED_KEYS:
-        factor = torch.exp(gamma[base_learner.layer_index(key)])
+    for key in conv4.ADAPTED_KEYS:
+        factor = torch.exp(gamma[conv4.layer_index(key)])
         torch.testing.assert_close(scaled[key] - params[key], factor * (plain[key] - params[key]))
 
 
@@ -217,7 +217,7 @@ def test_kl_is_scaled_by_support_plus_query_rows(batch):
 
 def test_inference_network_ignores_padding(batch):
     net = InferenceNetwork(32, 6, True, True, True).double()
-    x = base_learner.images_to_input(batch.support_images)
+    x = conv4.images_to_input(batch.support_images)
     full = net(x, batch.support_labels, batch.support_mask, 4)
     t = int(torch.argmin(batch.support_sizes))
     n = int(batch.support_sizes[t])

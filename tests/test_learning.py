@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from taml.config import parse_config
-from taml.evaluate import episode_accuracies
-from taml.experiment import build_learner, evaluation_rng, make_sampler
-from taml.trainer import meta_train
+from taml.episodic.build import build_learner, evaluation_rng, make_sampler
+from taml.episodic.config import parse_config
+from taml.episodic.evaluate import episode_accuracies
+from taml.episodic.train import meta_train
 
 ITERATIONS = 60
 # Small enough for CI (about 10-20 s a run on 2 cores), imbalanced as the real thing.

@@ -1,4 +1,4 @@
-"""Learning Not to Learn and its Colored-MNIST generator (taml/biased/lnl*.py,
+"""Learning Not to Learn and its Colored-MNIST generator (taml/biased/methods/lnl*.py,
 taml/data/colored.py), on the embedded glyphs coloured by the paper's protocol."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from taml.biased import lnl
 from taml.biased.config import BiasedConfig, parse_biased_config
+from taml.biased.methods import lnl
 from taml.data import colored
 from taml.data.registry import DatasetError
 
@@ -183,7 +183,7 @@ def _config(savedir, data_root, **overrides) -> BiasedConfig:
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data_root, monkeypatch, coloured):
-    from taml.biased import lnl_train
+    from taml.biased import train_lnl as lnl_train
 
     whole = lnl_train.train(_config(tmp_path / "whole", data_root), train_per_class=20,
                             probe_steps=20)
@@ -223,7 +223,7 @@ def test_the_table_runfile_runs_seven_variances_times_three_variants(tmp_path):
     import subprocess
     from pathlib import Path
 
-    from taml.biased.lnl_train import variant_of
+    from taml.biased.train_lnl import variant_of
 
     recorder, log = tmp_path / "python", tmp_path / "calls"  # records instead of training
     recorder.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" ---- >> {log}\n')
@@ -256,7 +256,7 @@ def test_a_dataset_that_cannot_be_coloured_is_one_line_naming_the_choices(tmp_pa
 @pytest.mark.slow
 def test_lnl_leaves_less_colour_in_the_features_and_classifies_shape_better(tmp_path,
                                                                            data_root):
-    """The learning test, at the demo's settings (taml/biased/lnl_demo.py: coloured glyphs
+    """The learning test, at the demo's settings (experiments/demo_lnl.py: coloured glyphs
     at 16x16, sigma^2 = 0.06, 5000 training images, 8 epochs; LNL = 1 epoch of
     pre-training, exactly the baseline's first, then 7 of unlearning with lambda 0.1 and
     reversal 0.3). Measured at seeds 0-4 (colour-shuffled accuracy / colour probe, %):
@@ -264,7 +264,8 @@ def test_lnl_leaves_less_colour_in_the_features_and_classifies_shape_better(tmp_
     43.4, 57.4 / 45.1, 60.4 / 44.0, 59.8 / 43.2, 48.4 / 44.6. The probe fell on every seed
     (2.8-5.3 points), the accuracy rose by 6.0-10.5 points on four and by 0.6 on seed 4:
     the test runs seed 0 and asks for margins below the smallest of seeds 0-3."""
-    from taml.biased import lnl_demo, lnl_train
+    from experiments import demo_lnl as lnl_demo
+    from taml.biased import train_lnl as lnl_train
 
     def run(variant: str) -> dict:
         return lnl_train.train(parse_biased_config([
@@ -282,7 +283,7 @@ def test_lnl_leaves_less_colour_in_the_features_and_classifies_shape_better(tmp_
 
 
 def test_the_quick_demo_trains_baseline_and_lnl_and_writes_one_table(tmp_path, data_root):
-    from taml.biased import lnl_demo
+    from experiments import demo_lnl as lnl_demo
 
     assert lnl_demo.main(["--quick", "--no_progress", "--savedir", str(tmp_path / "demo"),
                           "--data_root", str(data_root)]) == 0

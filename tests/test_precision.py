@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from taml.config import parse_config
 from taml.data.episodes import EpisodeSampler
-from taml.evaluate import meta_test
-from taml.learners import base_learner
-from taml.learners.inner_loop import InnerLoopConfig
-from taml.learners.meta_learner import MetaLearner, Switches
-from taml.trainer import meta_train
+from taml.episodic.config import parse_config
+from taml.episodic.evaluate import meta_test
+from taml.episodic.learners import conv4
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import MetaLearner, Switches
+from taml.episodic.train import meta_train
 
 from .conftest import colour_split
 from .test_training import config
@@ -48,8 +48,8 @@ def relative_error(grads, reference) -> float:
 
 def test_bf16_runs_the_conv_blocks_in_bfloat16_and_the_rest_in_float32(batch, monkeypatch):
     seen = []
-    real = base_learner.masked_batch_norm
-    monkeypatch.setattr(base_learner, "masked_batch_norm",
+    real = conv4.masked_batch_norm
+    monkeypatch.setattr(conv4, "masked_batch_norm",
                         lambda x, *a: seen.append(x.dtype) or real(x, *a))
     grads, loss, outputs = meta_gradient(batch, "fp32")
     assert set(seen) == {torch.float32}

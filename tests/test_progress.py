@@ -1,4 +1,4 @@
-"""Progress display (taml/progress.py): --no_progress silences every bar, the data layer's
+"""Progress display (taml/run/progress.py): --no_progress silences every bar, the data layer's
 included; a stream that is not a terminal gets a few plain lines, never tqdm's '\\r'
 redraws; a terminal gets a tqdm bar."""
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 
 import main as cli
-from taml import progress
 from taml.data import synthetic
+from taml.run import progress
 from tests.test_tensorboard import TINY
 
 

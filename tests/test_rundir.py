@@ -1,4 +1,4 @@
-"""taml.rundir, the run-folder helpers every mode uses: checked, locked, written atomically."""
+"""taml.run.folder, the run-folder helpers every mode uses: checked, locked, written atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taml.rundir import (
+from taml.run.folder import (
     LOCK_NAME,
     RunDirError,
     RunLock,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taml.config import parse_config
+from taml.episodic.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "runfiles").glob("*_*.sh"))

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from taml.data.episodes import EpisodeSampler
-from taml.learners import base_learner, inner_loop, meta_learner
-from taml.learners.inner_loop import InnerLoopConfig, adapt, classifier_starts_at_zero
-from taml.learners.meta_learner import MetaLearner, Switches, meta_objective
+from taml.episodic.learners import conv4, inner_loop, meta_learner
+from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, classifier_starts_at_zero
+from taml.episodic.learners.meta_learner import MetaLearner, Switches, meta_objective
 
 from .conftest import colour_split
 
@@ -74,7 +74,7 @@ def test_zero_classifier_shortcut_first_order(batch, monkeypatch):
 
 
 def adapt_both_ways(params, batch, conv_inputs):
-    xs = base_learner.images_to_input(batch.support_images[0])
+    xs = conv4.images_to_input(batch.support_images[0])
     shifts = {f"bn{l}": torch.zeros(32) for l in range(1, 5)}
     results = []
     for exploit in (True, False):
@@ -83,7 +83,7 @@ def adapt_both_ways(params, batch, conv_inputs):
                         exploit_zero_classifier=exploit)
         loss = sum((v * torch.cos(v)).sum() for v in adapted.values())
         grads = torch.autograd.grad(loss, conv_inputs)
-        results.append(([adapted[k] for k in base_learner.ADAPTED_KEYS], list(grads)))
+        results.append(([adapted[k] for k in conv4.ADAPTED_KEYS], list(grads)))
     (fast, fast_grads), (plain, plain_grads) = results
     assert_close_to_scale(fast, plain)
     assert_close_to_scale(fast_grads, plain_grads)
@@ -91,8 +91,8 @@ def adapt_both_ways(params, batch, conv_inputs):
 
 def test_a_nonzero_or_learned_classifier_takes_the_general_path(batch):
     theta = {k: v.requires_grad_() for k, v in
-             base_learner.init_conv_params(torch.Generator().manual_seed(0)).items()}
-    features = base_learner.feature_size(32)
+             conv4.init_conv_params(torch.Generator().manual_seed(0)).items()}
+    features = conv4.feature_size(32)
     nonzero = {**theta, "dense_w": 0.01 * torch.randn(features, 4), "dense_b": torch.zeros(4)}
     assert not classifier_starts_at_zero(nonzero)
     adapt_both_ways(nonzero, batch, list(theta.values()))
@@ -187,8 +187,8 @@ def test_the_loop_path_frees_each_tasks_graph_before_the_next_task(batch, monkey
     """Each task's query loss is backpropagated before the next task is adapted (one
     task's second-order graph alive at a time), then the inference network's share once."""
     events = []
-    real_forward, real_backward = base_learner.forward, torch.autograd.backward
-    monkeypatch.setattr(meta_learner.base_learner, "forward",
+    real_forward, real_backward = conv4.forward, torch.autograd.backward
+    monkeypatch.setattr(meta_learner.conv4, "forward",
                         lambda *a, **k: events.append("task") or real_forward(*a, **k))
     monkeypatch.setattr(torch.autograd, "backward",  # Tensor.backward calls it too
                         lambda *a, **k: events.append("backward") or real_backward(*a, **k))
@@ -204,9 +204,9 @@ def test_native_batch_norm_equals_the_masked_one_to_second_order():
     shift = torch.randn(3, generator=g, requires_grad=True)
     weights = torch.randn(6, 3, 5, 5, generator=g)
     results = []
-    for norm in (base_learner.native_batch_norm,
-                 lambda x, shift: base_learner.masked_batch_norm(x, shift, None),
-                 lambda x, shift: base_learner.masked_batch_norm(x, shift, torch.ones(6))):
+    for norm in (conv4.native_batch_norm,
+                 lambda x, shift: conv4.masked_batch_norm(x, shift, None),
+                 lambda x, shift: conv4.masked_batch_norm(x, shift, torch.ones(6))):
         y = norm(x, shift)
         first = torch.autograd.grad((weights * y.square()).sum(), (x, shift), create_graph=True)
         second = torch.autograd.grad(sum((f * f.cos()).sum() for f in first), (x, shift))
@@ -218,13 +218,13 @@ def test_native_batch_norm_equals_the_masked_one_to_second_order():
 
 def test_bf16_with_every_row_real_takes_the_native_batch_norm(monkeypatch):
     calls = []
-    real = base_learner.native_batch_norm
-    monkeypatch.setattr(base_learner, "native_batch_norm",
+    real = conv4.native_batch_norm
+    monkeypatch.setattr(conv4, "native_batch_norm",
                         lambda x, shift: calls.append(x.dtype) or real(x, shift))
     x = torch.randn(4, 3, 5, 5)
     for dtype, mask in ((torch.float32, None), (torch.bfloat16, torch.ones(4)),
                         (torch.bfloat16, None)):
-        base_learner.masked_batch_norm(x.to(dtype), torch.zeros(3), mask)
+        conv4.masked_batch_norm(x.to(dtype), torch.zeros(3), mask)
     assert calls == [torch.bfloat16]
 
 

@@ -1,12 +1,12 @@
-"""`python -m taml.study`: every variant of a study trains, is tested with each of its
+"""`python -m experiments.study`: every variant of a study trains, is tested with each of its
 predictors, and the tables report them over seeds; a re-run reuses finished runs."""
 
 from __future__ import annotations
 
 import json
 
-from taml import study
-from taml.demo import BAYESIAN_SWITCHES
+from experiments import study
+from experiments.demo import BAYESIAN_SWITCHES
 
 
 def test_the_variables_study_isolates_each_balancing_variable_on_meta_sgd():

@@ -9,8 +9,8 @@ import json
 import pytest
 
 import main as cli
-from taml.config import parse_config
 from taml.data.synthetic import generate_synthetic
+from taml.episodic.config import parse_config
 
 TINY = ["--way", "3", "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
         "--n_train_iters", "4", "--val_freq", "2", "--log_freq", "2", "--n_val_episodes", "2",
@@ -49,9 +49,9 @@ def test_tensorboard_logs_the_csv_and_validation_numbers_and_histograms(tmp_path
 
 
 def test_without_the_package_the_flag_says_how_to_install_it(monkeypatch, capsys):
-    import taml.tb
+    import taml.run.tensorboard
 
-    monkeypatch.setattr(taml.tb, "tensorboard_available", lambda: False)
+    monkeypatch.setattr(taml.run.tensorboard, "tensorboard_available", lambda: False)
     with pytest.raises(SystemExit) as stop:
         parse_config(["--tensorboard", "--no_progress"])
     err = capsys.readouterr().err

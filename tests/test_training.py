@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from taml import checkpoint
-from taml.balancing_report import gamma_table, omega_table
-from taml.config import parse_config
-from taml.evaluate import confidence_interval, meta_test
-from taml.resume import IncompatibleRun
-from taml.trainer import TrainingDiverged, meta_train
+from taml.episodic.balancing import gamma_table, omega_table
+from taml.episodic.config import parse_config
+from taml.episodic.evaluate import confidence_interval, meta_test
+from taml.episodic.resume import IncompatibleRun
+from taml.episodic.train import TrainingDiverged, meta_train
+from taml.run import checkpoint
 
 TINY = ["--way", "3", "--max_shot", "4", "--query", "2", "--n_steps", "1", "--metabatch", "2",
         "--n_val_episodes", "4", "--n_test_episodes", "6", "--no_progress", "--device", "cpu"]
@@ -52,7 +52,7 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path
     savedir = tmp_path / "run"
     meta_train(config(data_root, savedir, "--n_train_iters", "2", "--save_freq", "2"))
     good = learner_state(savedir)
-    import taml.learners.meta_learner as objective_module
+    import taml.episodic.learners.meta_learner as objective_module
 
     real = objective_module.meta_objective
 

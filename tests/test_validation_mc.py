@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from taml import checkpoint
-from taml.config import parse_config
-from taml.trainer import meta_train
+from taml.episodic.config import parse_config
+from taml.episodic.train import meta_train
+from taml.run import checkpoint
 
 from .test_training import config, learner_state
 
@@ -20,7 +20,7 @@ SCHEDULE = ["--n_train_iters", "4", "--val_freq", "2", "--save_freq", "2", "--pr
 
 def spy_on_validation(monkeypatch):
     """Records n_mc_samples and the posterior generators of every validation batch."""
-    import taml.trainer as trainer
+    import taml.episodic.train as trainer
 
     calls, real = [], trainer.episode_accuracies
 

@@ -1,1 +1,2 @@
-"""Learning from biased data: the command line, the online trainer and its run folders."""
+"""Learning from biased data: the online bilevel learners (:mod:`taml.biased.methods`), their
+networks, the command line, the training loops and their run folders."""

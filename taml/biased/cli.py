@@ -12,13 +12,13 @@ import sys
 
 from taml.biased.config import parse_biased_config
 
-LNL_MODULE = "taml.biased.lnl_train"
+LNL_MODULE = "taml.biased.train_lnl"
 
 
 def _lnl(cfg) -> int:
-    """--method lnl is Learning Not to Learn (taml/biased/lnl_train.py, its own loop)."""
+    """--method lnl is Learning Not to Learn (taml/biased/train_lnl.py, its own loop)."""
     if importlib.util.find_spec(LNL_MODULE) is None:
-        print("error: --method lnl needs taml/biased/lnl_train.py, which this checkout lacks; "
+        print("error: --method lnl needs taml/biased/train_lnl.py, which this checkout lacks; "
               "choose another --method", file=sys.stderr)
         return 2
     module = importlib.import_module(LNL_MODULE)
@@ -28,11 +28,11 @@ def _lnl(cfg) -> int:
 
 def main(argv: list[str]) -> int:
     cfg = parse_biased_config(argv)  # argparse prints the one-line usage error, exits 2
-    from taml import distributed
     from taml.biased.records import RunError, TrainingDiverged
-    from taml.command import run_reporting_errors
     from taml.data.registry import DatasetError
-    from taml.rundir import RunDirError
+    from taml.run import distributed
+    from taml.run.cli import run_reporting_errors
+    from taml.run.folder import RunDirError
 
     worlds = []  # the process group, once joined (LNL runs in one process)
 
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
         import torch
 
         from taml.biased.testing import test
-        from taml.biased.trainer import train
+        from taml.biased.train import train
 
         cuda = cfg.device != "cpu" and torch.cuda.is_available()
         worlds.append(distributed.join(distributed.World.from_env(), cuda))

@@ -26,7 +26,7 @@ AUGMENTATIONS = ("auto", "none", "crop_flip")
 class BiasedConfig:
     mode: str = "train"
     method: str = "erm"
-    # data and its bias (taml.data.biased.BiasSpec)
+    # data and its bias (taml.data.recipes.BiasSpec)
     dataset: str = "glyphs"
     bias: str = "long_tail"
     imbalance_factor: float = 100.0
@@ -51,7 +51,7 @@ class BiasedConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    # the method's hyper-parameters (taml.bilevel.methods.MethodHyper)
+    # the method's hyper-parameters (taml.biased.methods.protocol.MethodHyper)
     meta_lr: float = 1e-3
     meta_every: int = 1
     lookahead_lr: float | None = None
@@ -60,7 +60,7 @@ class BiasedConfig:
     meta_optimizer: str = "adam"
     tml_scale: str = "simplex"
     mwnet_weights: str = "mean"
-    # Learning Not to Learn (taml/biased/lnl_train.py)
+    # Learning Not to Learn (taml/biased/train_lnl.py)
     color_var: float = 0.02
     lnl_lambda: float = 0.01
     grl_factor: float = 0.1
@@ -256,8 +256,8 @@ def _check(cfg: BiasedConfig) -> None:
     if cfg.pretrain_epochs < 0 or cfg.color_var <= 0:
         raise ValueError("--pretrain_epochs must be 0 or more and --color_var positive")
     if cfg.method != "lnl":  # the builders' own checks that need no data
-        from taml.biased.parts import bias_spec
-        from taml.data.biased import check_spec
+        from taml.biased.build import bias_spec
+        from taml.data.recipes import check_spec
         from taml.data.registry import DatasetError
 
         try:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from taml import checkpoint
-from taml.logs import RunLog
-from taml.rundir import write_json_atomic, write_text_atomic
+from taml.run import checkpoint
+from taml.run.folder import write_json_atomic, write_text_atomic
+from taml.run.records import RunLog
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
 

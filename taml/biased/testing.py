@@ -9,16 +9,16 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from taml import distributed
-from taml.biased import parts
+from taml.biased import build as parts
 from taml.biased.batches import Normalise, SplitTensors
 from taml.biased.config import BiasedConfig
-from taml.biased.evaluation import classification_metrics, plot_confusion, predict
+from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.plots import plot_run
 from taml.biased.records import RunRecords
-from taml.distributed import SINGLE, World
-from taml.progress import set_enabled as set_progress
-from taml.rundir import RunDirError, RunLock, expand_savedir
+from taml.run import distributed
+from taml.run.distributed import SINGLE, World
+from taml.run.folder import RunDirError, RunLock, expand_savedir
+from taml.run.progress import set_enabled as set_progress
 
 
 def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Normalise, data,
@@ -26,7 +26,7 @@ def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Norm
                       records: RunRecords, step: int) -> dict:
     """Evaluates ``model`` on the test set; rank 0 writes test.json, confusion.png and the
     weight plots. Returns test.json's content (fractions in [0, 1])."""
-    from taml.biased.trainer import weights_document
+    from taml.biased.train import weights_document
 
     counts = np.asarray(parts.class_counts(data.train.labels, data.num_classes))
     preds = predict(model, test_set.images, normalise)

@@ -1,6 +1,6 @@
 """The class-count formulas and label-noise models of the biased-data papers, as pure
 functions of counts and label arrays (no images), so that the documented numbers can be
-checked without any download. :mod:`taml.data.biased` applies them to datasets.
+checked without any download. :mod:`taml.data.recipes` applies them to datasets.
 
 - Binary imbalance, two formulas (``--binary_protocol``):
   ``tml`` (Kamani et al., KDD 2020, ``makeImbalanceDataset.py``): the target set is taken

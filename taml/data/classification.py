@@ -40,7 +40,7 @@ from taml.data.store import (
     save_split,
     write_recipe,
 )
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 GLYPH_CLASSES = 10
 GLYPH_TRAIN_PER_CLASS = 500

@@ -27,8 +27,8 @@ from pathlib import Path
 import requests
 import urllib3
 
-from taml import progress
 from taml.data.registry import DatasetError
+from taml.run import progress
 
 # Magic bytes at the start of the formats we download.
 ZIP_MAGIC = b"PK\x03\x04"

@@ -10,7 +10,7 @@ plus ``manifest.json`` saying what they were made from.
 
 Adding or removing a class reshuffles the split, so a run records each split's class names
 in its checkpoint and refuses to resume or meta-test on a changed folder
-(:func:`taml.resume.check_classes`). A split by a stable hash of each class name would not
+(:func:`taml.episodic.resume.check_classes`). A split by a stable hash of each class name would not
 move classes, but only keeps 64:16:20 on average: a 32-class folder would often get fewer
 than 5 meta-val classes (binomial, sd ~2), too few for a 5-way task, and the documented
 proportions would no longer hold; the exact proportions plus a refusal keep both promises.
@@ -28,8 +28,8 @@ import numpy as np
 
 from taml.data.registry import ALL_SPLITS, DatasetError
 from taml.data.store import make_split, recipe_matches, save_split, write_recipe
-from taml.progress import bar as progress_bar
-from taml.rundir import check_writable
+from taml.run.folder import check_writable
+from taml.run.progress import bar as progress_bar
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "manifest.json"

@@ -19,7 +19,7 @@ from taml.data.registry import (
     is_folder_dataset,
 )
 from taml.data.store import SplitData, load_split, split_path
-from taml.rundir import disk_full_message
+from taml.run.folder import disk_full_message
 
 
 def load_dataset_split(

@@ -6,7 +6,7 @@ Split names follow the original code: ``train`` (meta-training classes), ``valid
 
 The classification datasets of the biased-data learners (``role="classification"``: mnist,
 cifar10, cifar100, glyphs) share their classes between ``train`` and ``test`` (images of
-the same classes, as torchvision splits them); they are read by :mod:`taml.data.biased`,
+the same classes, as torchvision splits them); they are read by :mod:`taml.data.recipes`,
 and the meta-learning modes refuse them (their classes are not disjoint across splits).
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from taml.data.registry import DatasetError
-from taml.rundir import atomic_writer, write_text_atomic
+from taml.run.folder import atomic_writer, write_text_atomic
 
 FORMAT_VERSION = 1
 

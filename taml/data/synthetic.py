@@ -36,8 +36,8 @@ from taml.data.store import (
     split_path,
     write_recipe,
 )
-from taml.progress import bar as progress_bar
-from taml.rundir import RunDirError, check_writable
+from taml.run.folder import RunDirError, check_writable
+from taml.run.progress import bar as progress_bar
 
 IMAGE_SIZE = 32
 IMAGES_PER_CLASS = 80

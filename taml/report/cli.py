@@ -12,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from taml.config import OneLineParser
+from taml.episodic.config import OneLineParser
 from taml.report.collect import collect
 from taml.report.plots import bar_chart, learning_curves, slug
 from taml.report.render import csv_text, markdown
-from taml.rundir import RunDirError, check_writable, write_text_atomic
+from taml.run.folder import RunDirError, check_writable, write_text_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 TEST_NAME = re.compile(r"^test_step(\d+)_mc(\d+)(_[0-9a-f]+)?\.json$")
 BIASED_TEST = "test.json"
@@ -64,7 +64,7 @@ def _with_defaults(config: dict, family: str) -> dict:
     if family == "biased":
         from taml.biased.config import BiasedConfig as Defaults
     else:
-        from taml.config import Config as Defaults
+        from taml.episodic.config import Config as Defaults
     merged = {**asdict(Defaults()), **config}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 

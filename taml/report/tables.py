@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from taml.config import Config
+from taml.episodic.config import Config
 from taml.report.collect import BIASED_SCORES, Measurement
 from taml.report.published import CITATION, RESULTS, published_setting
 

@@ -32,7 +32,7 @@ import numpy as np
 from taml.data.download import fetch_json
 from taml.data.registry import DatasetError, dataset_dir, default_data_root, get_spec
 from taml.data.store import SplitData, load_split, make_split, save_split, split_path
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 SOURCES = {
     "cifar": "cifar",

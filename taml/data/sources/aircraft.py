@@ -29,7 +29,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 NAME = "aircraft"
 BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives"  # $TAML_MIRROR_AIRCRAFT

@@ -32,7 +32,7 @@ from taml.data.sources import (
     zenodo_file,
 )
 from taml.data.store import SplitData, make_split
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 NAME = "mimgnet"
 ZENODO = "https://zenodo.org"  # $TAML_MIRROR_MIMGNET replaces it

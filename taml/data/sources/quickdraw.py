@@ -35,7 +35,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 NAME = "quickdraw"
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap"

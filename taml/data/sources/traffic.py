@@ -26,7 +26,7 @@ from taml.data.sources import (
     write_store,
 )
 from taml.data.store import make_split
-from taml.progress import bar as progress_bar
+from taml.run.progress import bar as progress_bar
 
 NAME = "traffic"
 BASE_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370"

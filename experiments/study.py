@@ -1,0 +1,222 @@
+"""Ablation studies at the demo's settings, several seeds, as README.md reports them.
+
+    python -m experiments.study --study variables [--seeds 0 1 2] [--workers 2]
+    python -m experiments.study --study schedule --n_train_iters 600
+
+``variables``: Meta-SGD, then each of z, ω, γ alone on top of it, and Bayesian TAML (all
+four), each meta-tested with posterior means, one posterior sample and the demo's MC
+samples: where Bayesian TAML's out-of-distribution accuracy comes from, and whether the gain
+of sampling is an ensemble effect (``1 MC sample`` would then not have it).
+
+``schedule``: a longer schedule, validated every 100 iterations: the KL normaliser
+(``task`` vs the original's ``padded``) for Bayesian TAML and Meta-SGD + z, and validation
+with posterior means vs MC samples (``--n_val_mc_samples``: the training is identical, only
+the checkpoint kept as ``best.pt`` may differ), both meta-tested with the demo's MC samples.
+
+Every run is an ordinary ``main.py`` run (``<savedir>/<variant>/seed<k>``), started as a
+subprocess with one thread, ``--workers`` at a time (on 2 cores, two one-thread runs do
+more work than one two-thread run; results depend on the thread count through the order of
+float sums, so the tables say it). Re-running resumes: finished runs and tests are reused.
+Writes ``study.json`` (every run's validation and test results) and ``study.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.demo import BAYESIAN_SWITCHES, demo_flags, demo_settings, is_stochastic
+from taml.episodic.build import samplers_for
+from taml.episodic.config import parse_config
+from taml.episodic.evaluate import predictor_label
+
+MAIN = Path(__file__).resolve().parent.parent / "main.py"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    folder: str
+    switches: tuple[str, ...]
+    test_mc: tuple[int, ...]  # meta-test predictors: 0 = posterior means (or deterministic)
+
+
+def variants(study: str, mc: int) -> list[Variant]:
+    """The runs of a study; ``mc`` is the demo's number of meta-test posterior samples."""
+    sampled = (0, 1, mc)
+    if study == "variables":
+        return [
+            Variant("Meta-SGD", "meta_sgd", ("--alpha_on",), (0,)),
+            Variant("Meta-SGD + z", "meta_sgd_z", ("--alpha_on", "--z_on"), sampled),
+            Variant("Meta-SGD + ω", "meta_sgd_omega", ("--alpha_on", "--omega_on"), sampled),
+            Variant("Meta-SGD + γ", "meta_sgd_gamma", ("--alpha_on", "--gamma_on"), sampled),
+            Variant("Bayesian TAML", "taml", tuple(BAYESIAN_SWITCHES), sampled),
+        ]
+    if study == "schedule":
+        padded = ("--kl_normaliser", "padded")
+        mc_val = ("--n_val_mc_samples", "3")
+        return [
+            Variant("Bayesian TAML", "taml", tuple(BAYESIAN_SWITCHES), (mc,)),
+            Variant("Bayesian TAML, padded KL", "taml_padded",
+                    (*BAYESIAN_SWITCHES, *padded), ()),
+            Variant("Bayesian TAML, MC validation", "taml_mc_val",
+                    (*BAYESIAN_SWITCHES, *mc_val), (mc,)),
+            Variant("Meta-SGD + z", "meta_sgd_z", ("--alpha_on", "--z_on"), ()),
+            Variant("Meta-SGD + z, padded KL", "meta_sgd_z_padded",
+                    ("--alpha_on", "--z_on", *padded), ()),
+        ]
+    raise ValueError(f"unknown study {study!r}: variables or schedule")
+
+
+def prepare_data(flags: list[str]) -> None:
+    """Generates (or checks) every split the runs read, once, before the parallel runs start:
+    two runs generating the same dataset at once would only do the work twice, but this also
+    stops a study with a missing dataset before any run starts."""
+    cfg = parse_config([*flags, "--no_progress"])
+    for split in ("train", "val", "test"):
+        samplers_for(cfg, (*cfg.id_dataset, *cfg.ood_dataset), split)
+
+
+def run_main(args: list[str], log: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(log, "a") as out:
+        done = subprocess.run([sys.executable, str(MAIN), *args, "--no_progress"], env=env,
+                              stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} ... failed ({done.returncode}); see {log}")
+
+
+def test_file(run_dir: Path, n_steps: int, n_mc: int) -> Path:
+    return run_dir / f"test_step{n_steps}_mc{n_mc}.json"
+
+
+def run_one(variant: Variant, seed: int, flags: list[str], savedir: Path, n_steps: int) -> dict:
+    """Meta-trains (or resumes) one run and meta-tests it with each of its predictors."""
+    run_dir = savedir / variant.folder / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    common = [*flags, "--seed", str(seed), "--savedir", str(run_dir), *variant.switches]
+    start = time.perf_counter()
+    run_main(["--mode", "meta_train", *common], run_dir / "study.log")
+    tests = {}
+    for n_mc in variant.test_mc:
+        path = test_file(run_dir, n_steps, n_mc)
+        if not path.is_file():
+            run_main(["--mode", "meta_test", *common, "--n_mc_samples", str(n_mc)],
+                     run_dir / "study.log")
+        tests[n_mc] = json.loads(path.read_text())
+    validation = json.loads((run_dir / "validation.json").read_text())
+    print(f"  done: {variant.name}, seed {seed} ({time.perf_counter() - start:.0f} s)",
+          flush=True)
+    return {"variant": variant.name, "seed": seed, "validation": validation,
+            "tests": {str(k): v for k, v in tests.items()}}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.1f}" if values else "-"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def accuracy(report: dict, role: str) -> float:
+    return next(r["accuracy"] for r in report["results"] if r["role"] == role)
+
+
+def test_table(runs: list[dict], stochastic: dict[str, bool]) -> str:
+    """Meta-test accuracy, mean ± std over seeds, one row per variant and predictor."""
+    rows = ["| variant | tested with | ID | OOD | OOD per seed | best at iteration |",
+            "|---|---|---|---|---|---|"]
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        for n_mc, report in run["tests"].items():
+            by_key.setdefault((run["variant"], n_mc), []).append(report)
+    for (name, n_mc), reports in by_key.items():
+        label = predictor_label(stochastic[name], int(n_mc))
+        ids = [accuracy(r, "id") for r in reports]
+        oods = [accuracy(r, "ood") for r in reports]
+        per_seed = " / ".join(f"{v:.1f}" for v in oods)
+        iterations = " / ".join(str(r["iteration"]) for r in reports)
+        rows.append(f"| {name} | {label} | {mean_std(ids)} | {mean_std(oods)} | {per_seed} "
+                    f"| {iterations} |")
+    return "\n".join(rows)
+
+
+def validation_table(runs: list[dict]) -> str:
+    """Validation accuracy (ID / OOD, mean ± std over seeds) at every validated iteration."""
+    iterations = sorted({v["iteration"] for run in runs for v in run["validation"]})
+    header = "| variant | predictor | " + " | ".join(f"it {i}" for i in iterations) + " |"
+    rows = [header, "|---|---|" + "---|" * len(iterations)]
+    names = list(dict.fromkeys(run["variant"] for run in runs))
+    for name in names:
+        own = [run for run in runs if run["variant"] == name]
+        cells = []
+        for i in iterations:
+            points = [v for run in own for v in run["validation"] if v["iteration"] == i]
+            ids = [next(iter(p["id"].values())) for p in points]
+            oods = [next(iter(p["ood"].values())) for p in points]
+            cells.append(f"{mean_std(ids)} / {mean_std(oods)}")
+        predictor = own[0]["validation"][0]["predictor"] if own[0]["validation"] else "-"
+        rows.append(f"| {name} | {predictor} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=["variables", "schedule"], required=True)
+    parser.add_argument("--savedir", default=None, help="default results/study_<study>")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--n_train_iters", type=int, default=None,
+                        help="default: the demo's (variables), 600 (schedule)")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time, one thread each")
+    parser.add_argument("--data_root", default=None)
+    parser.add_argument("--quick", action="store_true", help="the demo's --quick settings")
+    args = parser.parse_args(argv)
+    n_iters = args.n_train_iters or (None if args.study == "variables" else 600)
+    settings = demo_settings(n_iters, args.quick)
+    flags = [*demo_flags(settings)]
+    if args.data_root:
+        flags += ["--data_root", args.data_root]
+    savedir = Path(args.savedir or f"results/study_{args.study}")
+    savedir.mkdir(parents=True, exist_ok=True)
+    chosen = variants(args.study, settings.n_mc_samples)
+    prepare_data(flags)
+    names = [v.name for v in chosen]
+    # seed by seed: a study stopped early has whole seeds, and a re-run with fewer
+    # --seeds tabulates them
+    jobs = [(v, seed) for seed in args.seeds for v in chosen]
+    print(f"{len(jobs)} runs of {settings.n_train_iters} iterations, {args.workers} at a time, "
+          f"one thread each; runs in {savedir}", flush=True)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_one, v, seed, flags, savedir, settings.n_steps)
+                   for v, seed in jobs]
+        runs = sorted((f.result() for f in futures), key=lambda r: (names.index(r["variant"]),
+                                                                      r["seed"]))
+    stochastic = {v.name: is_stochastic(list(v.switches)) for v in chosen}
+    tested = [run for run in runs if run["tests"]]
+    text = (f"# experiments.study --study {args.study}: {settings.n_train_iters} iterations, seeds "
+            f"{' '.join(map(str, args.seeds))}, one thread per run\n\n"
+            f"Meta-test on {settings.n_test_episodes} episodes per dataset, mean ± std over "
+            f"seeds (%):\n\n{test_table(tested, stochastic)}\n\n"
+            f"Validation on {settings.n_val_episodes} episodes per dataset, ID / OOD, mean ± std"
+            f" over seeds (%):\n\n{validation_table(runs)}\n")
+    wall = time.perf_counter() - start
+    summary = {"study": args.study, "settings": {**settings.__dict__, "seeds": args.seeds},
+               "runs": runs, "wall_seconds": wall}
+    (savedir / "study.json").write_text(json.dumps(summary, indent=2))
+    (savedir / "study.md").write_text(text)
+    print("\n" + text)
+    print(f"Wall time: {wall:.0f} s; {savedir / 'study.json'}, {savedir / 'study.md'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""What a biased-data run is made of, built from its config: the biased data, the device,
+the network and the method. Shared by training, testing and the demo, so that all of them
+read the data and build the model the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from taml.biased.config import BiasedConfig
+from taml.biased.records import RunError
+from taml.run.distributed import World
+
+# the config fields a run's checkpoint must agree on to be resumed or tested
+DEFINING = ("method", "dataset", "bias", "imbalance_factor", "ratio", "binary_classes",
+            "n_train", "noise_type", "noise_rate", "meta_per_class", "image_size", "seed",
+            "binary_protocol", "batch_size", "network")
+
+
+def bias_spec(cfg: BiasedConfig):
+    from taml.data.recipes import BiasSpec
+
+    return BiasSpec(dataset=cfg.dataset, bias=cfg.bias, imbalance_factor=cfg.imbalance_factor,
+                    ratio=cfg.ratio, binary_classes=tuple(cfg.binary_classes),
+                    n_train=cfg.n_train, noise_type=cfg.noise_type,
+                    noise_rate=cfg.noise_rate, meta_per_class=cfg.meta_per_class,
+                    seed=cfg.seed, image_size=cfg.image_size,
+                    binary_protocol=cfg.binary_protocol)
+
+
+def load_data(cfg: BiasedConfig):
+    """The run's BiasedData; a bad recipe raises the builders' DatasetError (one line)."""
+    from taml.data.recipes import build_biased_data
+
+    return build_biased_data(bias_spec(cfg), cfg.data_root)
+
+
+def make_network(name: str, num_classes: int, in_channels: int, image_size: int):
+    from taml.biased.nets import build_network
+
+    return build_network(name, num_classes, in_channels, image_size)
+
+
+def make_method(cfg: BiasedConfig, num_classes: int, class_counts: tuple[int, ...]):
+    from taml.biased.methods.protocol import MethodHyper, build_method
+
+    hyper = MethodHyper(lookahead_lr=cfg.lookahead_lr, weight_decay=cfg.weight_decay,
+                        meta_lr=cfg.meta_lr, meta_optimizer=cfg.meta_optimizer,
+                        meta_every=cfg.meta_every, focal_gamma=cfg.focal_gamma,
+                        mwnet_hidden=cfg.mwnet_hidden, class_counts=class_counts,
+                        seed=cfg.seed, tml_scale=cfg.tml_scale,
+                        mwnet_weights=cfg.mwnet_weights)
+    return build_method(cfg.method, num_classes, hyper)
+
+
+def resolve_device(cfg: BiasedConfig, world: World) -> torch.device:
+    """``--device``'s choice; under torchrun each process of a node takes its own GPU."""
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        index = world.local_rank if world.size > 1 else cfg.gpu_id
+        if index >= torch.cuda.device_count():
+            raise RunError(f"--gpu_id {index}: this machine has {torch.cuda.device_count()} "
+                             "GPU(s); choose another id")
+        return torch.device("cuda", index)
+    if cfg.device == "cuda":
+        raise RunError("--device cuda: no CUDA device is available here; use --device cpu "
+                         "or --device auto")
+    return torch.device("cpu")
+
+
+def move_method(method, device: torch.device) -> None:
+    """Methods with parameters of their own (MW-Net's V) follow the model's device."""
+    if hasattr(method, "to"):
+        method.to(device)
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> tuple[int, ...]:
+    return tuple(int(c) for c in np.bincount(labels, minlength=num_classes))
+
+
+def seed_of(*parts: int) -> int:
+    """A 63-bit seed mixed from ``parts`` (neighbouring seeds and ranks share no stream)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> 1)
+
+
+def check_compatible(saved: dict, cfg: BiasedConfig, path) -> None:
+    """A checkpoint from another recipe, method or network is refused, naming the flag
+    (``cfg.network`` resolved already: the saved configs hold the network used)."""
+    now = cfg.to_dict()
+    for key in DEFINING:
+        before, after = saved.get(key), now[key]
+        if isinstance(before, list):
+            before = tuple(before)
+        if before != after:
+            raise RunError(f"--{key} {after} differs from the run in {path} (trained with "
+                             f"{before}); use its value or another --savedir")

@@ -1,0 +1,106 @@
+"""What a run is made of, built from its config: device, episode samplers, the learner.
+
+Shared by meta-training and meta-testing, so that both read the data and build the model
+the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from taml.data.episodes import EpisodeSampler
+from taml.data.loading import load_dataset_split
+from taml.data.registry import get_spec
+from taml.episodic.config import Config, image_size_of
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import MetaLearner, Switches
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        if cfg.gpu_id >= torch.cuda.device_count():
+            raise SystemExit(f"--gpu_id {cfg.gpu_id}: this machine has "
+                             f"{torch.cuda.device_count()} GPU(s); choose another id")
+        return torch.device(f"cuda:{cfg.gpu_id}")
+    if cfg.device == "cuda":
+        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu "
+                         "or --device auto")
+    return torch.device("cpu")
+
+
+def make_sampler(cfg: Config, name: str, split: str) -> EpisodeSampler:
+    data = load_dataset_split(name, split, cfg.data_root, cfg.image_size)
+    return EpisodeSampler(data, cfg.way, cfg.max_shot, cfg.query, cfg.sampler_mode,
+                          dataset_name=name, split_name=split)
+
+
+def samplers_for(cfg: Config, names: tuple[str, ...], split: str) -> dict[str, EpisodeSampler]:
+    """Samplers of ``split`` for the datasets in ``names`` that have that split."""
+    return {n: make_sampler(cfg, n, split) for n in names
+            if split in get_spec(n, cfg.image_size).splits}
+
+
+def build_learner(cfg: Config) -> MetaLearner:
+    switches = Switches(cfg.alpha_on, cfg.omega_on, cfg.gamma_on, cfg.z_on)
+    return MetaLearner(
+        switches,
+        image_size=image_size_of(cfg),
+        way=cfg.way,
+        max_shot=cfg.max_shot,
+        inner=InnerLoopConfig(cfg.n_steps, cfg.inner_lr, cfg.first_order, cfg.precision),
+        # the original's multi-dataset encoder reads ω from the class statistics directly
+        omega_reads_statistics=len(cfg.id_dataset) > 1,
+        seed=cfg.seed,
+    )
+
+
+@dataclass
+class RandomStreams:
+    """Every random generator of a run: one stream per purpose, so that validation and
+    printouts never shift the training stream (a resumed run then equals an uninterrupted
+    one whatever was validated in between)."""
+
+    episodes: np.random.Generator  # meta-training episodes
+    posterior: torch.Generator  # posterior samples in meta-training
+
+    @classmethod
+    def from_seed(cls, seed: int, shard: int = 0) -> RandomStreams:
+        """The streams of one shard of the meta-batch (one per torchrun rank): shard 0's
+        are a single-process run's, the others' are seeded by (seed, shard)."""
+        episodes = np.random.default_rng([seed, 0, shard] if shard else [seed, 0])
+        return cls(episodes, torch_generator(seed, shard))
+
+    def state(self) -> dict:
+        return {"episodes": self.episodes.bit_generator.state,
+                "posterior": self.posterior.get_state()}
+
+    def restore(self, state: dict) -> None:
+        self.episodes.bit_generator.state = state["episodes"]
+        self.posterior.set_state(state["posterior"])
+
+
+def evaluation_rng(seed: int, purpose: int, iteration: int = 0) -> np.random.Generator:
+    """A fresh generator for validation (purpose 1), tables (2) or meta-test (3)."""
+    return np.random.default_rng([seed, purpose, iteration])
+
+
+def evaluation_generator(seed: int, purpose: int, *keys: int) -> torch.Generator:
+    """A fresh CPU generator of posterior samples for evaluation, seeded by (seed, purpose,
+    keys): validation's Monte Carlo samples (purpose 4, keyed by iteration, dataset and
+    batch) come from it, never from a training stream, so they change no trained value."""
+    mixed = int(np.random.SeedSequence([seed, purpose, *keys]).generate_state(1)[0])
+    return torch.Generator().manual_seed(mixed)
+
+
+def torch_generator(seed: int, shard: int = 0) -> torch.Generator:
+    """A CPU generator seeded by ``seed`` for shard (rank) 0, else by (seed, shard) mixed
+    through numpy's SeedSequence, so that neighbouring seeds and ranks never share a stream."""
+    if shard:
+        seed = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed)
+

@@ -1,0 +1,30 @@
+"""Bayesian TAML (Lee et al., 2020): "Learning to Balance: Bayesian Meta-Learning for
+Imbalanced and Out-of-distribution Tasks", ICLR (oral).
+
+Meta-SGD plus three balancing variables, inferred per task from its support set by the
+inference network (``inference_net.py``) as diagonal Gaussians q(ω, γ, z | D_τ):
+
+    θ_τ⁰ = θ ∘ z                                   (z: OOD; kernels ×(1+z_w), biases +z_b)
+    θ_τ ← θ_τ − exp(γ_l) · α ⊙ ∇ Σ_c softmax(ω)_c L_c(θ_τ)       (n_steps times)
+
+with L_c the per-class support loss (sum over the class's rows × way / N), ω the class
+imbalance weights, γ_l the task-imbalance scale of layer l. Outer objective per task:
+query cross-entropy + KL(q ‖ N(0, I)) / (N + M) (N: the task's real support size, or with
+``--kl_normaliser padded`` the meta-batch's padded one, as the original), one posterior
+sample per task in meta-training; posterior means (or the softmax averaged over
+``--n_mc_samples`` samples) at meta-test. In taml: ``--alpha_on --omega_on --gamma_on
+--z_on``; any of ω, γ, z can be switched on alone for the paper's ablations.
+"""
+
+from __future__ import annotations
+
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import MetaLearner, Switches
+
+SWITCHES = Switches(alpha_on=True, omega_on=True, gamma_on=True, z_on=True)
+
+
+def build(image_size: int, way: int, max_shot: int, inner: InnerLoopConfig,
+          seed: int = 0, omega_reads_statistics: bool = False) -> MetaLearner:
+    return MetaLearner(SWITCHES, image_size, way, max_shot, inner,
+                       omega_reads_statistics=omega_reads_statistics, seed=seed)

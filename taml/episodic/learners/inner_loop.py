@@ -1,0 +1,168 @@
+"""The one inner loop that MAML, Meta-SGD and Bayesian TAML share.
+
+For one task (Lee et al. 2020, eq. 4-6 and the original code):
+
+1. z modulates the initialisation (OOD): every conv kernel is scaled per output channel,
+   ``w <- w * (1 + z_w[l])``, every conv bias shifted, ``b <- b + z_b[l]``; the classifier
+   is not modulated.
+2. Each of ``n_steps`` steps takes the per-class support losses
+   ``L_c = (sum of the losses of class c) * way / N`` (N real support rows) and weighs
+   them with ``softmax(ω)`` (class imbalance), or averages them over classes when ω is off.
+3. ``θ <- θ - step * exp(γ_l) * ∇θ``, with ``step`` = α (Meta-SGD) or ``inner_lr`` and
+   ``γ_l`` the task-imbalance scale of θ's layer (1 when γ is off).
+
+What the outer gradient flows through: everything. ``θ``, α, the batch-norm shifts and the
+balancing variables (ω, γ, z, themselves functions of the inference network) all reach the
+query loss through every inner step, second-order by default (``torch.func.grad`` keeps the
+inner gradients differentiable). With ``first_order=True`` the inner gradients are detached:
+θ, α, γ and the BN shifts still get gradients through the update's direct path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, vjp
+
+from taml.episodic.learners import conv4
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InnerLoopConfig:
+    n_steps: int
+    inner_lr: float
+    first_order: bool = False
+    precision: str = "fp32"  # the conv blocks' compute type (conv4.features)
+
+
+def per_class_losses(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, way: int
+) -> torch.Tensor:
+    """``[way]``: L_c = (sum of class c's cross-entropies) * way / N, over real rows only.
+
+    ``logits`` ``[N, way]``; ``labels`` ``[N]`` (-1 on padding); ``mask`` ``[N]`` 0/1, or
+    None when every row is real.
+    L_c is a *sum* over the class's rows, so large classes dominate the unweighted mean:
+    the imbalance that ω learns to correct.
+    """
+    # a comparison, not F.one_hot (which checks values, impossible under vmap); rows
+    # labelled -1 (padding) come out all zero, and the mask zeroes them once more
+    classes = torch.arange(way, device=labels.device)
+    one_hot = (labels.unsqueeze(1) == classes).to(logits.dtype)
+    if mask is not None:
+        one_hot = one_hot * mask.unsqueeze(1)
+    n_rows = labels.shape[0] if mask is None else mask.sum()
+    losses = -(one_hot * F.log_softmax(logits, dim=1)).sum(1)  # [N], 0 on padding
+    return (one_hot.T @ losses) * way / n_rows
+
+
+def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torch.Tensor:
+    """Σ_c softmax(ω)_c L_c with ω on; the mean over classes otherwise."""
+    if omega is None:
+        return class_losses.mean()
+    return (torch.softmax(omega, dim=-1) * class_losses).sum()
+
+
+def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
+    """Applies z (``[4, 32]`` each) to the conv layers' initialisation."""
+    out = dict(params)
+    for l in range(conv4.N_BLOCKS):
+        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
+        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
+    return out
+
+
+def classifier_starts_at_zero(params: Params) -> bool:
+    """Whether the first inner step's conv gradient is exactly zero, as a function of
+    everything the outer gradient flows through.
+
+    With ``dense_w`` = 0 the logits do not depend on the features, so ∂L/∂θ_conv = 0 for
+    any θ, α, γ, ω, z (and so are its derivatives). That needs ``dense_w`` to be a zero
+    *constant*: not requiring grad and not the input of a ``torch.func`` transform (else
+    ∂/∂dense_w of the conv gradient is not zero).
+    """
+    dense_w = params["dense_w"]
+    return (not dense_w.requires_grad
+            and not torch._C._functorch.is_functorch_wrapped_tensor(dense_w)
+            and not bool(torch.any(dense_w)))
+
+
+def adapt(
+    params: Params,
+    bn_shifts: Params,
+    step_sizes: Params | float,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    support_mask: torch.Tensor | None,
+    config: InnerLoopConfig,
+    omega: torch.Tensor | None = None,
+    layer_scales: torch.Tensor | None = None,
+    exploit_zero_classifier: bool = True,
+) -> Params:
+    """Runs the inner loop for one task and returns the adapted parameters.
+
+    ``params``: the (z-modulated) initialisation, keys ``conv4.ADAPTED_KEYS``.
+    ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
+    ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
+    None: every row is real, which lets bfloat16's batch norm take the native kernel; never
+    under vmap).
+    ``omega`` ``[way]`` or None; ``layer_scales`` ``[5]`` = exp(γ) or None.
+
+    Each step runs the conv blocks once (``vjp``), takes the classifier's gradients and
+    the features' cotangent from the small head, then pulls the cotangent back through the
+    conv blocks. When the classifier starts at zero (:func:`classifier_starts_at_zero`),
+    step 1 moves the classifier only (the conv gradient is exactly zero), so step 2 reuses
+    step 1's features: one conv forward, backward and double backward fewer per task.
+    ``exploit_zero_classifier=False`` runs the plain loop (``grad`` of the whole support
+    loss, every step), the reference the tests compare with.
+    """
+    way = params["dense_b"].shape[-1]
+
+    def step_size(key: str) -> torch.Tensor | float:
+        step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
+        if layer_scales is not None:
+            step = step * layer_scales[conv4.layer_index(key)]
+        return step
+
+    def update(current: Params, grads: Params) -> Params:
+        return {key: value - step_size(key) * (grads[key].detach() if config.first_order
+                                              else grads[key])
+                for key, value in current.items()}
+
+    if not exploit_zero_classifier:
+        def loss_fn(current: Params) -> torch.Tensor:
+            logits = conv4.forward(current, bn_shifts, support_x, support_mask,
+                                          config.precision)
+            return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+
+        for _ in range(config.n_steps):
+            params = update(params, grad(loss_fn)(params))
+        return params
+
+    def conv_features(conv: Params) -> torch.Tensor:
+        return conv4.features(conv, bn_shifts, support_x, support_mask,
+                                     config.precision)
+
+    def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
+        logits = feats @ dense["dense_w"] + dense["dense_b"]
+        return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+
+    conv = {k: v for k, v in params.items() if k.startswith("conv")}
+    dense = {k: params[k] for k in conv4.DENSE_KEYS}
+    conv_is_still = classifier_starts_at_zero(params) and config.n_steps > 0
+    feats = pull_back = None
+    for _ in range(config.n_steps):
+        if feats is None:
+            feats, pull_back = vjp(conv_features, conv)
+        feats_cotangent, dense_grads = grad(head_loss, argnums=(0, 1))(feats, dense)
+        dense = update(dense, dense_grads)
+        if conv_is_still:  # step 1 from a zero classifier: ∂L/∂θ_conv = 0 exactly
+            conv_is_still = False
+            continue
+        conv = update(conv, pull_back(feats_cotangent)[0])
+        feats = None
+    return {**conv, **dense}

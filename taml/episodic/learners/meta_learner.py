@@ -1,0 +1,331 @@
+"""The meta-learner: θ, α, the batch-norm shifts and the inference network, around the
+shared inner loop. MAML, Meta-SGD and Bayesian TAML are configurations of it (see
+``maml.py``, ``meta_sgd.py``, ``bayesian_taml.py``); every switch works alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import vmap
+
+from taml.data.episodes import EpisodeBatch
+from taml.episodic.learners import conv4
+from taml.episodic.learners.inference_net import InferenceNetwork
+from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, modulate_init
+
+ALPHA_INIT = 0.01  # the original's Meta-SGD initial step size, every entry
+
+
+@dataclass(frozen=True)
+class Switches:
+    alpha_on: bool = False
+    omega_on: bool = False
+    gamma_on: bool = False
+    z_on: bool = False
+
+    @property
+    def any_balancing(self) -> bool:
+        return self.omega_on or self.gamma_on or self.z_on
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    """``query_logits`` ``[T, M, way]``; ``kl`` ``[T]`` (zeros without balancing variables);
+    ``balancing``: the values fed to the inner loop, ``omega`` ``[T, way]``, ``gamma``
+    ``[T, 5]``, ``z`` ``[T, 256]`` (the ones switched on)."""
+
+    query_logits: torch.Tensor
+    kl: torch.Tensor
+    balancing: dict[str, torch.Tensor]
+
+
+class MetaLearner(nn.Module):
+    """Meta-parameters and the forward pass of a meta-batch.
+
+    The classifier's initialisation is fixed at zero and is not meta-learned: the original
+    builds it with ``tf.zeros`` (a constant, not a variable). Class labels are arbitrary
+    per task, so a shared classifier init carries no knowledge; zero makes the first inner
+    step fit the classifier alone. Meta-SGD's classifier α is one learned column shared by
+    every class, as the original.
+    """
+
+    def __init__(
+        self,
+        switches: Switches,
+        image_size: int,
+        way: int,
+        max_shot: int,
+        inner: InnerLoopConfig,
+        omega_reads_statistics: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.switches, self.inner, self.way = switches, inner, way
+        features = conv4.feature_size(image_size)
+        self.theta = nn.ParameterDict(conv4.init_conv_params(generator))
+        self.register_buffer("dense_w", torch.zeros(features, way))
+        self.register_buffer("dense_b", torch.zeros(way))
+        self.bn_shifts = nn.ParameterDict(
+            {f"bn{l}": torch.zeros(conv4.N_FILTERS) for l in range(1, 5)}
+        )
+        self.alpha = None
+        if switches.alpha_on:
+            alpha = {k: torch.full_like(v, ALPHA_INIT) for k, v in self.theta.items()}
+            alpha["dense_w_column"] = torch.full((features, 1), ALPHA_INIT)
+            alpha["dense_b_column"] = torch.full((1,), ALPHA_INIT)
+            self.alpha = nn.ParameterDict(alpha)
+        self.inference = None
+        if switches.any_balancing:
+            self.inference = InferenceNetwork(
+                image_size, max_shot, switches.omega_on, switches.gamma_on, switches.z_on,
+                omega_reads_statistics=omega_reads_statistics, generator=generator,
+            )
+
+    def initialisation(self) -> dict[str, torch.Tensor]:
+        """θ with the classifier: the inner loop's starting point (before z)."""
+        return {**self.theta, "dense_w": self.dense_w, "dense_b": self.dense_b}
+
+    def step_sizes(self) -> dict[str, torch.Tensor] | float:
+        if self.alpha is None:
+            return self.inner.inner_lr
+        steps = {k: v for k, v in self.alpha.items() if not k.endswith("_column")}
+        steps["dense_w"] = self.alpha["dense_w_column"].expand(-1, self.way)
+        steps["dense_b"] = self.alpha["dense_b_column"].expand(self.way)
+        return steps
+
+    def posterior_balancing(
+        self, support_x: torch.Tensor, batch: EpisodeBatch, sample: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Balancing variables (a posterior sample, or the means) and KL ``[T]``."""
+        kl = support_x.new_zeros(batch.n_tasks)
+        if self.inference is None:
+            return {}, kl
+        posteriors = self.inference(support_x, batch.support_labels, batch.support_mask,
+                                    self.way)
+        values = {}
+        for name, q in posteriors.items():
+            values[name] = q.sample(generator) if sample else q.mean
+            kl = kl + q.kl_to_standard_normal()
+        return values, kl
+
+    def _task_function(self, n_steps: int | None = None):
+        """``one_task(values, xs, ys, mask, xq, query_mask) -> query logits``: z, γ and ω of
+        one task applied to the shared inner loop from this learner's initialisation."""
+        config = self.inner
+        if n_steps is not None:
+            config = replace(config, n_steps=n_steps)
+        bn_shifts = dict(self.bn_shifts)
+
+        def one_task(values, xs, ys, mask, xq, query_mask):
+            # masks None on the loop path (rows cut to the real ones), tensors under vmap,
+            # which must never see None (conv4.masked_batch_norm)
+            # the initialisation and step sizes are built per task: with a backward per
+            # task (meta_backward) a graph node shared by the tasks would be freed by the first
+            params, steps = self.initialisation(), self.step_sizes()
+            if "z" in values:
+                half = values["z"].shape[-1] // 2
+                params = modulate_init(params, values["z"][:half].view(4, -1),
+                                       values["z"][half:].view(4, -1))
+            scales = torch.exp(values["gamma"]) if "gamma" in values else None
+            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config,
+                            omega=values.get("omega"), layer_scales=scales)
+            return conv4.forward(adapted, bn_shifts, xq, query_mask, config.precision)
+
+        return one_task
+
+    def _inputs(self, batch: EpisodeBatch):
+        dtype = self.theta["conv1_w"].dtype
+        return (conv4.images_to_input(batch.support_images, dtype),
+                conv4.images_to_input(batch.query_images, dtype),
+                batch.support_mask.to(dtype))
+
+    @staticmethod
+    def _resolve_batching(task_batching: str, support_x: torch.Tensor) -> str:
+        if task_batching == "auto":
+            # vmap's batched (grouped) convolutions are meant for a GPU; on CPU one task at a
+            # time, cut to its real rows, measured 3x faster (docs/benchmarks.md)
+            return "vmap" if support_x.is_cuda else "loop"
+        if task_batching not in ("vmap", "loop"):
+            raise ValueError(f"task_batching must be auto, vmap or loop, got {task_batching!r}")
+        return task_batching
+
+    def forward(
+        self,
+        batch: EpisodeBatch,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        task_batching: str = "auto",
+        n_steps: int | None = None,
+    ) -> TaskOutputs:
+        """Adapts to every task of ``batch`` and classifies its query set.
+
+        ``sample``: one posterior sample per task (meta-training, MC) or the posterior
+        means (validation). ``n_steps`` overrides the configured inner steps (meta-test).
+        """
+        support_x, query_x, support_mask = self._inputs(batch)
+        balancing, kl = self.posterior_balancing(support_x, batch, sample, generator)
+        one_task = self._task_function(n_steps)
+        if self._resolve_batching(task_batching, support_x) == "vmap":
+            logits = vmap(one_task)(balancing, support_x, batch.support_labels, support_mask,
+                                    query_x, query_x.new_ones(query_x.shape[:2]))
+        else:
+            # one task at a time, each cut to its real rows: no work spent on padding
+            sizes = batch.support_sizes.tolist()
+            logits = torch.stack([
+                one_task({k: v[t] for k, v in balancing.items()}, support_x[t, :n],
+                         batch.support_labels[t, :n], None, query_x[t], None)
+                for t, n in enumerate(sizes)
+            ])
+        return TaskOutputs(logits, kl, balancing)
+
+    def meta_backward(
+        self,
+        batch: EpisodeBatch,
+        generator: torch.Generator | None,
+        kl_sizes: torch.Tensor | None = None,
+        scale: float = 1.0,
+        task_batching: str = "auto",
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], TaskOutputs]:
+        """Accumulates ``scale`` x ∇ of the meta-objective (:func:`meta_objective`, one
+        posterior sample per task) into the parameters' ``.grad``; returns the objective,
+        the per-task statistics and the outputs, all detached.
+
+        On the loop path each task's query loss is backpropagated as soon as the task is
+        adapted, so only one task's second-order graph is alive at a time (the peak memory
+        of learn2learn's backward-per-task). The balancing variables are drawn for the whole
+        meta-batch at once, as ``forward`` draws them (same random numbers): the tasks read
+        detached copies, whose gradients are sent through the inference network and the KL
+        in one last backward. The same gradient as backpropagating ``forward``'s objective,
+        up to float rounding (``tests/test_speed_paths.py``); the vmap path does exactly that.
+        """
+        support_x, query_x, _ = self._inputs(batch)
+        if self._resolve_batching(task_batching, support_x) == "vmap":
+            outputs = self(batch, sample=True, generator=generator, task_batching="vmap")
+            loss, per_task = meta_objective(outputs, batch, kl_sizes)
+            (loss * scale).backward()
+            return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
+        balancing, kl = self.posterior_balancing(support_x, batch, True, generator)
+        cut = {k: v.detach().requires_grad_(v.requires_grad) for k, v in balancing.items()}
+        one_task = self._task_function()
+        n_tasks = batch.n_tasks
+        logits = []
+        for t, n in enumerate(batch.support_sizes.tolist()):
+            task_logits = one_task({k: v[t] for k, v in cut.items()}, support_x[t, :n],
+                                   batch.support_labels[t, :n], None, query_x[t], None)
+            cross_entropy = F.cross_entropy(task_logits, batch.query_labels[t])
+            if cross_entropy.requires_grad:
+                (cross_entropy * (scale / n_tasks)).backward()
+            logits.append(task_logits.detach())
+        outputs = TaskOutputs(torch.stack(logits), kl, balancing)
+        loss, per_task = meta_objective(outputs, batch, kl_sizes)
+        # the inference network's share: the KL term, and what the tasks sent back to
+        # the balancing variables they read
+        roots, cotangents = [], []
+        if per_task["kl"].requires_grad:
+            roots.append(per_task["kl"].mean() * scale)
+            cotangents.append(None)
+        for name, value in balancing.items():
+            if cut[name].grad is not None:
+                roots.append(value)
+                cotangents.append(cut[name].grad)
+        if roots:
+            torch.autograd.backward(roots, cotangents)
+        return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
+
+    @torch.no_grad()
+    def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        """Posterior means as the tables print them: softmax(ω) ``[T, way]`` and exp(γ)
+        ``[T, 5]`` (those switched on)."""
+        dtype = self.theta["conv1_w"].dtype
+        support_x = conv4.images_to_input(batch.support_images, dtype)
+        values, _ = self.posterior_balancing(support_x, batch, sample=False, generator=None)
+        out = {}
+        if "omega" in values:
+            out["omega"] = torch.softmax(values["omega"], dim=-1)
+        if "gamma" in values:
+            out["gamma"] = torch.exp(values["gamma"])
+        return out
+
+
+def _detached(outputs: TaskOutputs) -> TaskOutputs:
+    return TaskOutputs(outputs.query_logits.detach(), outputs.kl.detach(),
+                       {k: v.detach() for k, v in outputs.balancing.items()})
+
+
+def kl_support_sizes(batch: EpisodeBatch, normaliser: str = "task",
+                     padded_size: int | None = None) -> torch.Tensor:
+    """int64 ``[T]``: the N of each task's KL / (N + M).
+
+    ``task``: the task's real support size. ``padded``: the original's ``N_t =
+    tf.shape(xtr)[0]``, the support length of the meta-batch padded to its largest task, the
+    same for every task (a small task's KL then weighs less). ``padded_size`` is that length
+    when the meta-batch is drawn as several shards (the largest over all of them); by
+    default this batch's largest real support size. Only the KL is affected: batch norm,
+    the support loss and the accuracy stay masked to the real rows.
+    """
+    sizes = batch.support_sizes
+    if normaliser == "task":
+        return sizes
+    if normaliser == "padded":
+        size = int(sizes.max()) if padded_size is None else padded_size
+        return torch.full_like(sizes, size)
+    raise ValueError(f"kl normaliser must be task or padded, got {normaliser!r}")
+
+
+def task_losses(outputs: TaskOutputs, batch: EpisodeBatch,
+                kl_sizes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-task query cross-entropy, KL / (N + M) and accuracy, each ``[T]``; N is
+    ``kl_sizes`` (:func:`kl_support_sizes`), by default each task's real support size."""
+    logits, labels = outputs.query_logits, batch.query_labels
+    cross_entropy = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)
+    n_query = labels.shape[1]
+    support = batch.support_sizes if kl_sizes is None else kl_sizes
+    kl = outputs.kl / (support.to(device=outputs.kl.device, dtype=outputs.kl.dtype) + n_query)
+    accuracy = (logits.argmax(-1) == labels).to(logits.dtype).mean(1)
+    return {"cross_entropy": cross_entropy, "kl": kl, "accuracy": accuracy}
+
+
+def meta_objective(outputs: TaskOutputs, batch: EpisodeBatch,
+                   kl_sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Mean query cross-entropy + mean KL / (N + M) over the meta-batch (the paper's
+    evidence lower bound, per datum), and the per-task statistics (N: see
+    :func:`task_losses`)."""
+    per_task = task_losses(outputs, batch, kl_sizes)
+    return per_task["cross_entropy"].mean() + per_task["kl"].mean(), per_task
+
+
+@torch.no_grad()
+def predictive_accuracy(
+    learner: MetaLearner,
+    batch: EpisodeBatch,
+    n_mc_samples: int,
+    generator: torch.Generator | None,
+    task_batching: str = "auto",
+    n_steps: int | None = None,
+) -> torch.Tensor:
+    """Per-task query accuracy ``[T]``: with ``n_mc_samples`` > 0 the query softmax is
+    averaged over that many posterior samples; with 0 the posterior means are used.
+
+    Runs under ``torch.no_grad``: the inner loop's gradients are ``torch.func`` transforms,
+    which ignore an outer ``no_grad``, so adaptation is unchanged, but no graph for a
+    meta-gradient is kept: less memory, and measured about 13% faster (10 validation
+    batches of Bayesian TAML at max_shot 20 on 2 cores, after warm-up: 2.3 s with the
+    graph, 2.0 s without).
+    """
+    if n_mc_samples == 0:
+        logits = learner(batch, sample=False, task_batching=task_batching,
+                         n_steps=n_steps).query_logits
+        probs = torch.softmax(logits, -1)
+    else:
+        probs = 0
+        for _ in range(n_mc_samples):
+            logits = learner(batch, sample=True, generator=generator,
+                             task_batching=task_batching, n_steps=n_steps).query_logits
+            probs = probs + torch.softmax(logits, -1) / n_mc_samples
+    return (probs.argmax(-1) == batch.query_labels).to(probs.dtype).mean(1)

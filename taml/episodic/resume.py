@@ -1,0 +1,142 @@
+"""What a run folder's checkpoint allows: which flags a resumed run or a meta-test may
+change, and whether the datasets still hold the classes the run was trained on.
+
+A resumed run must go on learning what it started learning, so the flags that change the
+model, the tasks or the random streams are refused with their old and new values; the
+schedule and the outer step size are honoured and recorded (``RESUME_HONOURED``). A
+meta-test must build the model that was trained (``MODEL_FLAGS``) and test it on classes
+it never trained on (:func:`check_classes`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from taml.data.registry import DatasetError, get_spec
+from taml.episodic.config import Config
+from taml.run.folder import RunDirError, write_text_atomic
+
+MODEL_FLAGS = ("alpha_on", "omega_on", "gamma_on", "z_on", "way", "id_dataset", "max_shot",
+               "image_size")  # max_shot: Bayesian TAML scales class sizes by it
+RESUME_REFUSED = MODEL_FLAGS + ("ood_dataset", "query", "metabatch", "n_steps", "inner_lr",
+                                "first_order", "sampler_mode", "seed", "kl_normaliser", "precision")
+# n_val_mc_samples: validation's predictor picks best.pt but changes no trained value
+RESUME_HONOURED = ("n_train_iters", "meta_lr", "save_freq", "val_freq", "n_val_episodes",
+                   "log_freq", "print_freq", "n_val_mc_samples")
+# learning flags added after runs were saved without them: such a run learned with this value
+UNSAVED_DEFAULTS = {"kl_normaliser": "task", "precision": "fp32"}
+# settings that change meta-test numbers without changing the model (n_steps and
+# n_mc_samples are in the file name already)
+TEST_SETTINGS = ("n_test_episodes", "seed", "inner_lr", "ood_dataset", "query",
+                 "sampler_mode", "metabatch", "precision")
+
+
+class IncompatibleRun(RunDirError):
+    """The flags or data of this command do not fit the run in ``--savedir``."""
+
+
+def _value(saved: dict, name: str):
+    value = saved.get(name)
+    if name == "image_size":  # compare the size used, not whether the flag was given
+        try:
+            return get_spec(tuple(saved["id_dataset"])[0], value).image_size
+        except DatasetError:
+            return value
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _flag(name: str, value) -> str:
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"no --{name}"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return f"--{name} {value}"
+
+
+def _differences(saved: dict, cfg: Config, names) -> list[str]:
+    saved = {**UNSAVED_DEFAULTS, **saved}
+    now = cfg.to_dict()
+    if cfg.alpha_on and saved.get("alpha_on"):
+        names = [n for n in names if n != "inner_lr"]  # Meta-SGD learns its steps instead
+    return [f"{_flag(n, _value(saved, n))} there, {_flag(n, _value(now, n))} now"
+            for n in names if n in saved and _value(saved, n) != _value(now, n)]
+
+
+def check_resume(saved: dict, cfg: Config, savedir: Path) -> list[tuple[str, object, object]]:
+    """Raises :class:`IncompatibleRun` for a refused change; returns the honoured ones as
+    ``(flag, old, new)``."""
+    diffs = _differences(saved, cfg, RESUME_REFUSED)
+    if diffs:
+        raise IncompatibleRun(
+            f"{savedir} holds a run trained with other settings ({'; '.join(diffs)}); they "
+            "change what is learned, so it cannot go on with them: rerun with the run's "
+            "values to resume it, or start a new run with another --savedir")
+    now = cfg.to_dict()
+    return [(n, saved[n], now[n]) for n in RESUME_HONOURED if n in saved and saved[n] != now[n]]
+
+
+def check_meta_test(saved: dict, cfg: Config, savedir: Path) -> None:
+    diffs = _differences(saved, cfg, MODEL_FLAGS)
+    if diffs:
+        raise IncompatibleRun(
+            f"meta_test must build the model trained in {savedir} ({'; '.join(diffs)}): "
+            "rerun meta_test with the run's values")
+
+
+def changed_test_settings(saved: dict, cfg: Config) -> dict:
+    """The meta-test settings that differ from meta-training's (empty for the same ones)."""
+    now = cfg.to_dict()
+    return {n: now[n] for n in TEST_SETTINGS if n in saved and _value(saved, n) != _value(now, n)}
+
+
+def check_classes(saved: dict | None, current: dict, splits: tuple[str, ...],
+                  savedir: Path) -> None:
+    """Refuses a dataset whose ``splits`` hold other classes than when the run trained.
+
+    ``saved`` and ``current`` map dataset -> split -> class names (None: no such split).
+    A ``folder:`` dataset's classes are split 64:16:20 by a shuffle of all class names, so
+    adding a class moves others between splits; a model trained before would then be
+    tested on classes it trained on. Old checkpoints without a record are not checked."""
+    if saved is None:
+        return
+    for name, by_split in current.items():
+        for split in splits:
+            before, after = (saved.get(name) or {}).get(split), by_split.get(split)
+            if before is None or after is None or sorted(before) == sorted(after):
+                continue
+            added = sorted(set(after) - set(before))
+            removed = sorted(set(before) - set(after))
+            change = ", ".join(
+                part for part in (f"now also {_few(added)}" if added else "",
+                                  f"no longer {_few(removed)}" if removed else "") if part)
+            raise IncompatibleRun(
+                f"the {split} classes of {name} changed since the run in {savedir} was "
+                f"trained ({change}): restore the dataset as it was (e.g. remove the added "
+                "class folders), or train a new run on it with another --savedir")
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def dataset_classes(cfg: Config) -> dict:
+    """Dataset -> split -> class names (None for a missing store) of every dataset of the
+    run, read from the stores' headers: what a checkpoint records for :func:`check_classes`."""
+    from taml.data.loading import split_class_names
+
+    return {name: {split: split_class_names(name, split, cfg.data_root, cfg.image_size)
+                   for split in get_spec(name, cfg.image_size).splits}
+            for name in dict.fromkeys(cfg.id_dataset + cfg.ood_dataset)}
+
+
+def keep_metrics_until(path: Path, iteration: int) -> None:
+    """Drops the CSV rows logged after the checkpoint a run resumes from: those iterations
+    are trained again, and their rows would otherwise appear twice."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
+    if len(kept) != len(rows):
+        text = "".join(",".join(row) + "\r\n" for row in kept)  # csv's own line ending
+        write_text_atomic(path, text)

@@ -1,0 +1,48 @@
+"""Checkpoints: model, optimizer, iteration and every random state, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from taml.run.folder import RunDirError, atomic_writer
+
+LATEST = "checkpoint.pt"
+BEST = "best.pt"
+
+
+class CheckpointError(RunDirError):
+    """A checkpoint that cannot be written or read; the message names the file and the fix."""
+
+
+def save_atomic(state: dict, path: Path | str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a run killed
+    mid-write leaves the previous checkpoint intact, never a truncated one. A failed write
+    (a full disk shows up as torch's "unexpected pos ..." RuntimeError) is one line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_writer(path) as handle:
+            torch.save(state, handle)
+    except (OSError, RuntimeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else (
+            "the disk is full or the file too large")
+        raise CheckpointError(f"cannot write {path} ({reason}); the previous checkpoint is "
+                              "kept: free space on its disk, then rerun the same command to "
+                              "resume, or choose another --savedir") from None
+
+
+def load(path: Path | str, device: torch.device | str = "cpu") -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # a checkpoint from elsewhere, truncated by a full disk...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {first[:120]}); delete "
+            "it to start over, or point --savedir at another run"
+        ) from None
+    if not isinstance(state, dict) or "learner" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not a taml checkpoint; delete it to start over, or "
+                              "point --savedir at another run")
+    return state
