@@ -51,19 +51,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def meta_main(argv: list[str]) -> int:
-    from taml.data.registry import DatasetError
     from taml.episodic.config import parse_config
-    from taml.run.folder import RunDirError
 
     cfg = parse_config(argv)
+    from taml.episodic.build import resolve_device
     from taml.episodic.evaluate import meta_test
-    from taml.episodic.train import TrainingDiverged, meta_train
+    from taml.episodic.train import meta_train
     from taml.run import distributed
     from taml.run.cli import RESUME_ADVICE, run_reporting_errors
+    from taml.run.errors import Refusal, TrainingDiverged
 
-    world = distributed.start(cfg)  # torchrun's process group, when launched by torchrun
+    world = distributed.World.from_env()  # torchrun's ranks, when launched by torchrun
 
     def action() -> int:
+        if world.size > 1:  # a missing GPU is refused in one line (exit 2) before joining
+            distributed.start(resolve_device(cfg, world).type == "cuda", world)
         (meta_train if cfg.mode == "meta_train" else meta_test)(cfg, world)
         return 0
 
@@ -71,8 +73,8 @@ def meta_main(argv: list[str]) -> int:
     interrupted = (RESUME_ADVICE if cfg.mode == "meta_train" else
                    "interrupted: no meta-test results were written (earlier ones are kept); "
                    "rerun the command to test again")
-    # bad data, folder, checkpoint or flags: one line
-    return run_reporting_errors(action, (DatasetError, RunDirError), TrainingDiverged,
+    # bad data, folder, checkpoint, device or flags: one line, exit 2
+    return run_reporting_errors(action, (Refusal,), TrainingDiverged,
                                 lambda finished: distributed.stop(world, finished), interrupted)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from taml.biased import build as parts
-from taml.biased import testing
+from taml.biased import evaluate as biased_evaluate
 from taml.biased.config import parse_biased_config
 from taml.biased.records import RunError, RunRecords, TrainingDiverged
 from taml.biased.train import train
@@ -125,7 +125,7 @@ def test_the_run_folder_holds_the_contracts_files(fakes, tmp_path):
     assert report["tail_classes"] == [2] and report["tail_recall"] == report[
         "per_class_recall"][2]
     # --mode test re-evaluates the checkpoint to the same numbers
-    again = testing.test(config(savedir, "--mode", "test", "--steps", "6"))
+    again = biased_evaluate.test(config(savedir, "--mode", "test", "--steps", "6"))
     assert again["accuracy"] == report["accuracy"]
 
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from taml.episodic.build import RandomStreams
+from taml.episodic.build import RandomStreams, ShardError
 from taml.episodic.config import parse_config
 from taml.episodic.learners.meta_learner import MetaLearner, TaskOutputs, meta_objective
 from taml.episodic.resume import IncompatibleRun
@@ -112,7 +112,8 @@ def test_a_metabatch_that_does_not_split_over_the_processes_fails_at_start(data_
                                                                           tmp_path):
     cfg = parse_config(flags(data_root, tmp_path / "run", "--metabatch", "3"))
     # the check comes before any collective, so no process group is needed to see it
-    with pytest.raises(SystemExit, match=r"--metabatch 3 does not split evenly over 2 "
+    # a refusal the user can fix (main.py exits 2 on it, not 1, the code of a diverged run)
+    with pytest.raises(ShardError, match=r"--metabatch 3 does not split evenly over 2 "
                                          r"processes.*--nproc_per_node"):
         meta_train(cfg, World(rank=0, size=2, local_rank=0))
     assert not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ import torch
 
 from taml.biased.config import BiasedConfig
 from taml.biased.records import RunError
+from taml.run import device as run_device
 from taml.run.distributed import World
 
 # the config fields a run's checkpoint must agree on to be resumed or tested
@@ -18,22 +19,11 @@ DEFINING = ("method", "dataset", "bias", "imbalance_factor", "ratio", "binary_cl
             "binary_protocol", "batch_size", "network")
 
 
-def bias_spec(cfg: BiasedConfig):
-    from taml.data.recipes import BiasSpec
-
-    return BiasSpec(dataset=cfg.dataset, bias=cfg.bias, imbalance_factor=cfg.imbalance_factor,
-                    ratio=cfg.ratio, binary_classes=tuple(cfg.binary_classes),
-                    n_train=cfg.n_train, noise_type=cfg.noise_type,
-                    noise_rate=cfg.noise_rate, meta_per_class=cfg.meta_per_class,
-                    seed=cfg.seed, image_size=cfg.image_size,
-                    binary_protocol=cfg.binary_protocol)
-
-
 def load_data(cfg: BiasedConfig):
     """The run's BiasedData; a bad recipe raises the builders' DatasetError (one line)."""
     from taml.data.recipes import build_biased_data
 
-    return build_biased_data(bias_spec(cfg), cfg.data_root)
+    return build_biased_data(cfg.bias_spec(), cfg.data_root)
 
 
 def make_network(name: str, num_classes: int, in_channels: int, image_size: int):
@@ -43,7 +33,7 @@ def make_network(name: str, num_classes: int, in_channels: int, image_size: int)
 
 
 def make_method(cfg: BiasedConfig, num_classes: int, class_counts: tuple[int, ...]):
-    from taml.biased.methods.protocol import MethodHyper, build_method
+    from taml.biased.methods import MethodHyper, build_method
 
     hyper = MethodHyper(lookahead_lr=cfg.lookahead_lr, weight_decay=cfg.weight_decay,
                         meta_lr=cfg.meta_lr, meta_optimizer=cfg.meta_optimizer,
@@ -55,19 +45,7 @@ def make_method(cfg: BiasedConfig, num_classes: int, class_counts: tuple[int, ..
 
 
 def resolve_device(cfg: BiasedConfig, world: World) -> torch.device:
-    """``--device``'s choice; under torchrun each process of a node takes its own GPU."""
-    if cfg.device == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        index = world.local_rank if world.size > 1 else cfg.gpu_id
-        if index >= torch.cuda.device_count():
-            raise RunError(f"--gpu_id {index}: this machine has {torch.cuda.device_count()} "
-                             "GPU(s); choose another id")
-        return torch.device("cuda", index)
-    if cfg.device == "cuda":
-        raise RunError("--device cuda: no CUDA device is available here; use --device cpu "
-                         "or --device auto")
-    return torch.device("cpu")
+    return run_device.resolve_device(cfg.device, cfg.gpu_id, world)
 
 
 def move_method(method, device: torch.device) -> None:

@@ -28,11 +28,9 @@ def _lnl(cfg) -> int:
 
 def main(argv: list[str]) -> int:
     cfg = parse_biased_config(argv)  # argparse prints the one-line usage error, exits 2
-    from taml.biased.records import RunError, TrainingDiverged
-    from taml.data.registry import DatasetError
     from taml.run import distributed
     from taml.run.cli import run_reporting_errors
-    from taml.run.folder import RunDirError
+    from taml.run.errors import Refusal, TrainingDiverged
 
     worlds = []  # the process group, once joined (LNL runs in one process)
 
@@ -41,11 +39,11 @@ def main(argv: list[str]) -> int:
             return _lnl(cfg)
         import torch
 
-        from taml.biased.testing import test
+        from taml.biased.evaluate import test
         from taml.biased.train import train
 
         cuda = cfg.device != "cpu" and torch.cuda.is_available()
-        worlds.append(distributed.join(distributed.World.from_env(), cuda))
+        worlds.append(distributed.start(cuda))
         (train if cfg.mode == "train" else test)(cfg, worlds[0])
         return 0
 
@@ -53,5 +51,5 @@ def main(argv: list[str]) -> int:
         for world in worlds:
             distributed.stop(world, finished)
 
-    return run_reporting_errors(action, (DatasetError, RunDirError, RunError),
+    return run_reporting_errors(action, (Refusal,),
                                 TrainingDiverged, stop)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
+from taml.run.cli import OneLineParser
+
 METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
 DATASETS = ("glyphs", "mnist", "cifar10", "cifar100")
 BIASES = ("long_tail", "binary", "noise", "none")
@@ -97,6 +99,17 @@ class BiasedConfig:
             return self.augment
         return "crop_flip" if self.dataset in ("cifar10", "cifar100") else "none"
 
+    def bias_spec(self):
+        """The data recipe (:class:`taml.data.recipes.BiasSpec`) these flags describe."""
+        from taml.data.recipes import BiasSpec  # data is below the family: no cycle
+
+        return BiasSpec(dataset=self.dataset, bias=self.bias,
+                        imbalance_factor=self.imbalance_factor, ratio=self.ratio,
+                        binary_classes=tuple(self.binary_classes), n_train=self.n_train,
+                        noise_type=self.noise_type, noise_rate=self.noise_rate,
+                        meta_per_class=self.meta_per_class, seed=self.seed,
+                        image_size=self.image_size, binary_protocol=self.binary_protocol)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "family": "biased"}
 
@@ -117,7 +130,7 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="main.py --mode train|test",
         description="Learning from biased data: ERM, class-balanced, focal, TML, L2RW, "
                     "MW-Net (and LNL) on long-tailed, binary-imbalanced or noisy data.",
@@ -256,12 +269,11 @@ def _check(cfg: BiasedConfig) -> None:
     if cfg.pretrain_epochs < 0 or cfg.color_var <= 0:
         raise ValueError("--pretrain_epochs must be 0 or more and --color_var positive")
     if cfg.method != "lnl":  # the builders' own checks that need no data
-        from taml.biased.build import bias_spec
         from taml.data.recipes import check_spec
         from taml.data.registry import DatasetError
 
         try:
-            check_spec(bias_spec(cfg))
+            check_spec(cfg.bias_spec())
         except DatasetError as error:
             raise ValueError(str(error)) from None
 

@@ -25,19 +25,18 @@ from pathlib import Path
 import torch
 
 from taml.run import checkpoint
+from taml.run.errors import Refusal, TrainingDiverged  # noqa: F401 (re-exported)
 from taml.run.folder import write_json_atomic, write_text_atomic
 from taml.run.records import RunLog
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
 
 
-class RunError(RuntimeError):
+class RunError(Refusal):
     """A run that cannot start as asked (a checkpoint of another recipe, a batch that does
     not split over the processes, no GPU); the message is one line naming the flag."""
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or a gradient stopped being finite; the message names the fix."""
 
 
 class RunRecords:

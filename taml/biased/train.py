@@ -28,9 +28,14 @@ import torch
 from taml.biased import build as parts
 from taml.biased.batches import BatchSource, Normalise, SplitTensors
 from taml.biased.config import BiasedConfig
-from taml.biased.evaluate import classification_metrics, predict
+from taml.biased.evaluate import (
+    as_plain,
+    classification_metrics,
+    predict,
+    weights_document,
+    write_test_report,
+)
 from taml.biased.records import RunError, RunRecords, TrainingDiverged
-from taml.biased.testing import write_test_report
 from taml.run import distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.folder import RunLock, check_writable, expand_savedir
@@ -216,7 +221,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             seconds = (time.perf_counter() - window_start) / window_steps
             epoch = (step - 1) // steps_per_epoch + 1
             summary = method.summary()
-            entry = {"step": step, "class_weights": _plain(summary.get("class_weights"))}
+            entry = {"step": step, "class_weights": as_plain(summary.get("class_weights"))}
             # the method's scalars (TML's / MW-Net's meta loss, L2RW's share of zero weights)
             entry.update({k: float(v) for k, v in summary.items()
                           if isinstance(v, int | float) and np.isfinite(v)})
@@ -250,24 +255,3 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                                method.summary(), records, start - 1 if start > total else total)
     records.close()
     return report
-
-
-def _plain(value):
-    """Tensors and arrays as (nested) lists of floats, for JSON."""
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return float(value) if isinstance(value, np.floating) else value
-
-
-def weights_document(history: list[dict], summary: dict, data, counts) -> dict:
-    """weights.json: the logged history, MW-Net's latest curve, the corrupted share."""
-    curve = summary.get("weight_curve")
-    corrupted = data.train.labels != data.train.true_labels
-    return {"history": history, "weight_curve": _plain(curve), "train_counts": list(counts),
-            "corrupted_share": float(corrupted.mean()) if len(corrupted) else 0.0}

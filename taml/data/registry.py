@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from taml.run.errors import Refusal
+
 ALL_SPLITS = ("train", "valid", "test")
 CLASSIFICATION_SPLITS = ("train", "test")
 FOLDER_PREFIX = "folder:"
@@ -63,7 +65,7 @@ _SPECS = [
 REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 
 
-class DatasetError(RuntimeError):
+class DatasetError(Refusal):
     """A dataset is missing, incomplete or unusable; the message says how to fix it."""
 
 

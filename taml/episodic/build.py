@@ -17,20 +17,37 @@ from taml.data.registry import get_spec
 from taml.episodic.config import Config, image_size_of
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import MetaLearner, Switches
+from taml.run import device as run_device
+from taml.run.distributed import SINGLE, World
+from taml.run.errors import Refusal
 
 
-def resolve_device(cfg: Config) -> torch.device:
-    if cfg.device == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        if cfg.gpu_id >= torch.cuda.device_count():
-            raise SystemExit(f"--gpu_id {cfg.gpu_id}: this machine has "
-                             f"{torch.cuda.device_count()} GPU(s); choose another id")
-        return torch.device(f"cuda:{cfg.gpu_id}")
-    if cfg.device == "cuda":
-        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu "
-                         "or --device auto")
-    return torch.device("cpu")
+def resolve_device(cfg: Config, world: World = SINGLE) -> torch.device:
+    """``--device`` / ``--gpu_id`` (under torchrun: GPU ``LOCAL_RANK``), one line if absent."""
+    return run_device.resolve_device(cfg.device, cfg.gpu_id, world)
+
+
+class ShardError(Refusal):
+    """A meta-batch that does not split over the shards or processes asked for."""
+
+
+def shard_count(cfg: Config, world: World) -> int:
+    """How many shards each meta-batch is drawn as (``--shards``, else one per process);
+    refuses, naming the flags to change, when the meta-batch or the shards do not split."""
+    shards = cfg.shards or world.size
+    if cfg.metabatch % shards:
+        if cfg.shards:
+            raise ShardError(f"--metabatch {cfg.metabatch} does not split into --shards "
+                             f"{shards} equal parts; choose a --metabatch that is a multiple "
+                             f"of {shards}")
+        raise ShardError(f"--metabatch {cfg.metabatch} does not split evenly over {shards} "
+                         f"processes (torchrun's --nproc_per_node x --nnodes); use a "
+                         f"--metabatch that is a multiple of {shards}, or a --nproc_per_node "
+                         f"that divides {cfg.metabatch}")
+    if shards % world.size:
+        raise ShardError(f"--shards {shards} cannot be split over {world.size} processes; "
+                         f"use a --nproc_per_node (x --nnodes) that divides {shards}")
+    return shards
 
 
 def make_sampler(cfg: Config, name: str, split: str) -> EpisodeSampler:

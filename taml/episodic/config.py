@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from taml.episodic.learners.conv4 import PRECISIONS
+from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
@@ -103,14 +104,6 @@ def dataset_list(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with an error as one line (the usage block above it buried the message
-    that says what to change); ``--help`` still lists everything."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="main.py",
@@ -118,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = Config()
-    p.add_argument("--mode", choices=["meta_train", "meta_test"], default=d.mode)
+    # the other modes are routed by main.py before this parser runs; they are listed here so
+    # that `python main.py --help` shows every mode (each has its own `--mode X --help`)
+    p.add_argument("--mode", choices=["meta_train", "meta_test"], default=d.mode,
+                   help="meta_train | meta_test (this family's flags, below); also train | "
+                        "test (learning from biased data: main.py --mode train --help) and "
+                        "report (main.py --mode report --help)")
     p.add_argument("--gpu_id", type=int, default=d.gpu_id, help="CUDA device index")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device,
                    help="taml: auto = cuda:<gpu_id> when available, else cpu")

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 
 from taml.data.episodes import EpisodeSampler
-from taml.episodic.build import build_learner, evaluation_rng, samplers_for, torch_generator
+from taml.episodic.build import (
+    build_learner,
+    evaluation_rng,
+    resolve_device,
+    samplers_for,
+    torch_generator,
+)
 from taml.episodic.config import Config
 from taml.episodic.learners.meta_learner import MetaLearner, predictive_accuracy
 from taml.episodic.resume import (
@@ -23,7 +29,7 @@ from taml.episodic.resume import (
     dataset_classes,
 )
 from taml.run import checkpoint
-from taml.run.distributed import SINGLE, World, device_of, gather_objects
+from taml.run.distributed import SINGLE, World, gather_objects
 from taml.run.folder import check_writable, write_json_atomic
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
@@ -126,7 +132,7 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
                                          "this --savedir first")
     if world.is_main:
         check_writable(savedir, "--savedir")  # before the episodes, not at the end
-    device = device_of(cfg, world)
+    device = resolve_device(cfg, world)
     path, state, how = _load_checkpoint(savedir, device)
     check_meta_test(state["config"], cfg, savedir)
     samplers = {role: samplers_for(cfg, names, "test")

@@ -32,7 +32,9 @@ from taml.episodic.build import (
     build_learner,
     evaluation_generator,
     evaluation_rng,
+    resolve_device,
     samplers_for,
+    shard_count,
 )
 from taml.episodic.config import Config
 from taml.episodic.evaluate import episode_accuracies, predictor_label
@@ -46,6 +48,7 @@ from taml.episodic.resume import (
 )
 from taml.run import checkpoint, distributed
 from taml.run.distributed import SINGLE, World
+from taml.run.errors import TrainingDiverged
 from taml.run.folder import (
     RunDirError,
     RunLock,
@@ -64,8 +67,6 @@ N_PLOT_TASKS = 100
 STATS = ("cross_entropy", "kl", "accuracy")
 
 
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 def _diverged(cfg, iteration: int, objective: float, latest: Path, last_saved: int) -> str:
@@ -154,12 +155,12 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     Under torchrun (``world``) each rank computes its shards of every meta-batch and the
     meta-gradients are summed over ranks before the clip; see :mod:`taml.run.distributed`."""
     set_progress(cfg.progress)  # --no_progress silences the data layer's bars too
-    shards = distributed.shard_count(cfg, world)
+    shards = shard_count(cfg, world)
     cfg = replace(cfg, shards=shards)  # the saved config records how the run was split
     savedir = Path(cfg.resolved_savedir)
     if world.is_main:
         check_writable(savedir, "--savedir")  # before the data and the iterations
-    device = distributed.device_of(cfg, world)
+    device = resolve_device(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
     ood_val = samplers_for(cfg, cfg.ood_dataset, "valid")

@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from taml.episodic.config import OneLineParser
 from taml.report.collect import collect
 from taml.report.plots import bar_chart, learning_curves, slug
 from taml.report.render import csv_text, markdown
+from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, check_writable, write_text_atomic
 
 

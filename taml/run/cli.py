@@ -7,8 +7,18 @@ diverged run; 130 Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with an error as one line (the usage block above it buried the message
+    that says what to change); ``--help`` still lists everything."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
 
 RESUME_ADVICE = "interrupted: rerun the same command to resume from the last checkpoint"
 

@@ -21,9 +21,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from taml.episodic.build import resolve_device
-from taml.episodic.config import Config
-
 
 @dataclass(frozen=True)
 class World:
@@ -48,29 +45,10 @@ class World:
 SINGLE = World()
 
 
-def device_of(cfg: Config, world: World) -> torch.device:
-    """``--device``'s choice; under torchrun each process of a node takes its own GPU."""
-    device = resolve_device(cfg)
-    if world.size > 1 and device.type == "cuda":
-        return torch.device("cuda", world.local_rank)
-    return device
-
-
-def start(cfg: Config) -> World:
-    """Joins torchrun's process group when there is one; returns this process's world."""
-    world = World.from_env()
-    if world.size > 1 and not dist.is_initialized():
-        device = device_of(cfg, world)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                rank=world.rank, world_size=world.size)
-    return world
-
-
-def join(world: World, cuda: bool) -> World:
-    """``start`` for callers without a meta-learning Config (the biased-data modes): joins
-    torchrun's group, NCCL with this process on GPU ``LOCAL_RANK`` when ``cuda``, else gloo."""
+def start(cuda: bool, world: World | None = None) -> World:
+    """Joins torchrun's process group when there is one (NCCL with this process on GPU
+    ``LOCAL_RANK`` when ``cuda``, else gloo); returns this process's world."""
+    world = World.from_env() if world is None else world
     if world.size > 1 and not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(world.local_rank)
@@ -89,25 +67,6 @@ def stop(world: World, finished: bool = True) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
-
-
-def shard_count(cfg: Config, world: World) -> int:
-    """How many shards each meta-batch is drawn as (``--shards``, else one per process);
-    exits with the flags to change when the meta-batch or the shards do not split evenly."""
-    shards = cfg.shards or world.size
-    if cfg.metabatch % shards:
-        if cfg.shards:
-            raise SystemExit(f"--metabatch {cfg.metabatch} does not split into --shards "
-                             f"{shards} equal parts; choose a --metabatch that is a multiple "
-                             f"of {shards}")
-        raise SystemExit(f"--metabatch {cfg.metabatch} does not split evenly over {shards} "
-                         f"processes (torchrun's --nproc_per_node x --nnodes); use a "
-                         f"--metabatch that is a multiple of {shards}, or a --nproc_per_node "
-                         f"that divides {cfg.metabatch}")
-    if shards % world.size:
-        raise SystemExit(f"--shards {shards} cannot be split over {world.size} processes; "
-                         f"use a --nproc_per_node (x --nnodes) that divides {shards}")
-    return shards
 
 
 def sum_in_place(tensors: list[torch.Tensor], world: World) -> None:

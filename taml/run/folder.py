@@ -24,12 +24,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from taml.run.errors import Refusal
+
 LOCK_NAME = ".lock"
 # kernel views: creating files there fails in odd ways (ENOENT, EPERM) or not at all
 VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-class RunDirError(RuntimeError):
+class RunDirError(Refusal):
     """A run folder that cannot be used; the message is one line naming the fix."""
 
 

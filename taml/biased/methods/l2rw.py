@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taml.biased.methods import core
+import taml.biased.methods.core as core
 from taml.biased.methods.protocol import StepOutput, Sync, no_sync
 
 

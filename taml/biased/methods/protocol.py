@@ -17,7 +17,6 @@ from typing import Protocol
 import torch
 from torch import nn
 
-METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet")
 Sync = Callable[[list[torch.Tensor]], None]
 
 
@@ -64,27 +63,3 @@ class Method(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
     def summary(self) -> dict: ...
-
-
-def build_method(name: str, num_classes: int, hp: MethodHyper) -> Method:
-    """The method ``name`` (one of :data:`METHODS`) for ``num_classes`` classes."""
-    # imported here: the method modules import MethodHyper / StepOutput from this one
-    if name == "erm":
-        from taml.biased.methods.erm import ERM
-        return ERM()
-    if name == "class_balanced":
-        from taml.biased.methods.class_balanced import ClassBalanced
-        return ClassBalanced(num_classes, hp.class_counts)
-    if name == "focal":
-        from taml.biased.methods.focal import Focal
-        return Focal(hp.focal_gamma)
-    if name == "tml":
-        from taml.biased.methods.tml import TML
-        return TML(num_classes, hp)
-    if name == "l2rw":
-        from taml.biased.methods.l2rw import L2RW
-        return L2RW()
-    if name == "mwnet":
-        from taml.biased.methods.mwnet import MWNet
-        return MWNet(hp)
-    raise ValueError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taml.biased.methods import core
+import taml.biased.methods.core as core
 from taml.biased.methods.protocol import MethodHyper, StepOutput, Sync, no_sync
 
 CLIP_MAX = 100.0
