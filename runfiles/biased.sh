@@ -5,7 +5,7 @@
 #             mwnet-cifar10-lt10 | mwnet-cifar100-lt100 | mwnet-cifar100-lt10 |
 #             mwnet-cifar10-noise40
 # METHOD:     erm | class_balanced | focal | tml | l2rw | mwnet
-# Schedules are the official code's (../shared/reference/reweighting.md); every method of
+# Schedules are the official code's (each paper's released code); every method of
 # an experiment runs with the same schedule, as the papers' comparisons should.
 # --seeds 0,1,2 (default 0): each seed in <savedir>/seed<k> (savedir:
 # ./results/biased/EXPERIMENT/METHOD, or --savedir); a seed whose test.json exists is skipped,

@@ -3,7 +3,7 @@
 #   runfiles/lnl.sh SIGMA2 VARIANT [--seeds 0,1,2] [more main.py flags, e.g. --device cpu]
 # SIGMA2:  the colour variance, 0.020 | 0.025 | 0.030 | 0.035 | 0.040 | 0.045 | 0.050
 # VARIANT: baseline (plain f, g) | gray (trained and tested on grayscale) | lnl
-# The authors' schedule (../shared/reference/reweighting.md section 4): SGD lr 0.01, momentum
+# The authors' schedule (Kim et al., CVPR 2019, and their official code): SGD lr 0.01, momentum
 # 0.9, weight decay 5e-4, batch 128, 100 epochs, lr x0.1 at epochs 40 and 80; LNL unlearns
 # for 100 more epochs from the baseline's 100 (in one run), at lr 0.001 with the same
 # schedule, lambda 0.01, reversal factor 0.1.

@@ -57,7 +57,7 @@ def meta_gradients(learner, batch, task_batching, seed=1):
 @pytest.mark.parametrize("switches", [Switches(), Switches(alpha_on=True), ALL_ON])
 def test_vmap_over_tasks_equals_task_by_task(batch, switches):
     """The batched path (padded supports + masks) gives the task-by-task results, including
-    second-order meta-gradients (traps.md: vmap + batch norm can get these wrong)."""
+    second-order meta-gradients (vmap + batch norm is a known way to get these wrong)."""
     learner = make_learner(switches)
     out_v, grads_v = meta_gradients(learner, batch, "vmap")
     out_l, grads_l = meta_gradients(learner, batch, "loop")
@@ -138,7 +138,7 @@ def test_omega_reweights_classes(batch):
 
 
 def test_z_modulates_the_initialisation_and_changes_the_adapted_parameters(batch):
-    """traps.md: a port computed z's modulation and never used it."""
+    """A known porting bug: a port computed z's modulation and never used it."""
     params, bn = _params()
     z_w, z_b = torch.randn(4, 32) * 0.3, torch.randn(4, 32) * 0.3
     modulated = modulate_init(params, z_w, z_b)

@@ -1,8 +1,8 @@
 """The numbers Lee et al. (ICLR 2020) report, and the settings they were measured in.
 
 A published row is put beside ours only when our table's settings are the paper's (those of
-``runfiles/experiment.sh``); the paper's ablation table has no numbers in our reference
-(``../shared/reference/bayesian-taml.md``), so ablation tables get none.
+``runfiles/experiment.sh``); the paper's ablation table is not transcribed here (the
+numbers of the paper's main tables only), so ablation tables get none.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ at test time too, as the original), computed over the **real rows only**: ``mask
 them, so the zero images that pad a support set change nothing. It has a learned shift and
 no scale, and belongs to the outer loop (never adapted in the inner loop). It is written
 with plain tensor ops rather than ``F.batch_norm``, whose batching rule gives wrong
-second-order meta-gradients under ``vmap`` (see shared/reference/traps.md).
+second-order meta-gradients under ``vmap`` (tests/test_learners.py checks the batched
+path against task-by-task second-order gradients).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def masked_batch_norm(
     5e-5, ``benchmarks/precision_error.py --data random``; equal on the synthetic data), so
     float32 keeps these ops and its earlier results. Never under ``vmap``, whose
     batch-norm batching rule gives wrong second-order meta-gradients
-    (shared/reference/traps.md): the vmap path always passes a mask.
+    (tests/test_learners.py): the vmap path always passes a mask.
     """
     if mask is None and x.dtype == torch.bfloat16:
         return native_batch_norm(x, shift)
