@@ -15,8 +15,9 @@ import torch
 from taml.biased import build as parts
 from taml.biased import evaluate as biased_evaluate
 from taml.biased.config import parse_biased_config
-from taml.biased.records import RunError, RunRecords, TrainingDiverged
+from taml.biased.records import RunError, RunRecords
 from taml.biased.train import train
+from taml.run.errors import TrainingDiverged
 
 from .biased_fakes import FakeMethod, fake_data
 from .test_config import ROOT

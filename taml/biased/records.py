@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from taml.run import checkpoint
-from taml.run.errors import Refusal, TrainingDiverged  # noqa: F401 (re-exported)
+from taml.run.errors import Refusal
 from taml.run.folder import write_json_atomic, write_text_atomic
 from taml.run.records import RunLog
 

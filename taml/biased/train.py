@@ -35,9 +35,10 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords, TrainingDiverged
+from taml.biased.records import RunError, RunRecords
 from taml.run import distributed
 from taml.run.distributed import SINGLE, World
+from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress

@@ -35,8 +35,9 @@ from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords, TrainingDiverged
+from taml.biased.records import RunRecords
 from taml.run.distributed import SINGLE
+from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress

@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from taml.run.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_REFUSED
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with an error as one line (the usage block above it buried the message
@@ -38,12 +40,12 @@ def run_reporting_errors(action: Callable[[], int],
         return code
     except refusals as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
     except diverged as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print(f"\n{interrupted}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         stop(finished)
