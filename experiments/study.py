@@ -33,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.demo import BAYESIAN_SWITCHES, demo_flags, demo_settings, is_stochastic
+from experiments.demo import demo_flags, demo_settings, is_stochastic
 from taml.episodic.build import samplers_for
 from taml.episodic.config import parse_config
 from taml.episodic.evaluate import predictor_label
+from taml.episodic.learners import bayesian_taml, meta_sgd, method_name, method_title
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 
@@ -49,29 +50,37 @@ class Variant:
     test_mc: tuple[int, ...]  # meta-test predictors: 0 = posterior means (or deterministic)
 
 
+def learner_variant(switches: tuple[str, ...], test_mc: tuple[int, ...],
+                    extra: tuple[str, ...] = (), title: str = "", folder: str = "") -> Variant:
+    """The run of these switches (``Config`` fields) and ``extra`` flags, with the title and
+    the run folder the learners' name table gives the switches (the folder is main.py's
+    default savedir's), plus ``title`` and ``folder`` for what ``extra`` changes."""
+    name = method_name(switches)
+    return Variant(method_title(name) + title, name + folder,
+                   (*(f"--{s}" for s in switches), *extra), test_mc)
+
+
 def variants(study: str, mc: int) -> list[Variant]:
     """The runs of a study; ``mc`` is the demo's number of meta-test posterior samples."""
     sampled = (0, 1, mc)
-    if study == "variables":
+    meta_sgd_z = (*meta_sgd.SWITCHES, "z_on")
+    if study == "variables":  # Meta-SGD, then each balancing variable alone on top of it
         return [
-            Variant("Meta-SGD", "meta_sgd", ("--alpha_on",), (0,)),
-            Variant("Meta-SGD + z", "meta_sgd_z", ("--alpha_on", "--z_on"), sampled),
-            Variant("Meta-SGD + ω", "meta_sgd_omega", ("--alpha_on", "--omega_on"), sampled),
-            Variant("Meta-SGD + γ", "meta_sgd_gamma", ("--alpha_on", "--gamma_on"), sampled),
-            Variant("Bayesian TAML", "taml", tuple(BAYESIAN_SWITCHES), sampled),
+            learner_variant(meta_sgd.SWITCHES, (0,)),
+            *(learner_variant((*meta_sgd.SWITCHES, s), sampled)
+              for s in ("z_on", "omega_on", "gamma_on")),
+            learner_variant(bayesian_taml.SWITCHES, sampled),
         ]
     if study == "schedule":
         padded = ("--kl_normaliser", "padded")
         mc_val = ("--n_val_mc_samples", "3")
         return [
-            Variant("Bayesian TAML", "taml", tuple(BAYESIAN_SWITCHES), (mc,)),
-            Variant("Bayesian TAML, padded KL", "taml_padded",
-                    (*BAYESIAN_SWITCHES, *padded), ()),
-            Variant("Bayesian TAML, MC validation", "taml_mc_val",
-                    (*BAYESIAN_SWITCHES, *mc_val), (mc,)),
-            Variant("Meta-SGD + z", "meta_sgd_z", ("--alpha_on", "--z_on"), ()),
-            Variant("Meta-SGD + z, padded KL", "meta_sgd_z_padded",
-                    ("--alpha_on", "--z_on", *padded), ()),
+            learner_variant(bayesian_taml.SWITCHES, (mc,)),
+            learner_variant(bayesian_taml.SWITCHES, (), padded, ", padded KL", "_padded"),
+            learner_variant(bayesian_taml.SWITCHES, (mc,), mc_val, ", MC validation",
+                            "_mc_val"),
+            learner_variant(meta_sgd_z, ()),
+            learner_variant(meta_sgd_z, (), padded, ", padded KL", "_padded"),
         ]
     raise ValueError(f"unknown study {study!r}: variables or schedule")
 

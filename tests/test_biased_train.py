@@ -17,6 +17,7 @@ from taml.biased import evaluate as biased_evaluate
 from taml.biased.config import parse_biased_config
 from taml.biased.records import RunError, RunRecords
 from taml.biased.train import train
+from taml.run.compat import IncompatibleRun
 from taml.run.errors import TrainingDiverged
 
 from .biased_fakes import FakeMethod, fake_data
@@ -144,8 +145,37 @@ def test_noisy_labels_report_the_weight_on_corrupted_examples(monkeypatch, tmp_p
 
 def test_a_checkpoint_of_another_recipe_is_refused(fakes, tmp_path):
     train(config(tmp_path / "run", "--steps", "2"))
-    with pytest.raises(RunError, match="--imbalance_factor 10.0 differs from the run"):
+    with pytest.raises(IncompatibleRun,
+                       match="--imbalance_factor 100.0 there, --imbalance_factor 10.0 now"):
         train(config(tmp_path / "run", "--steps", "4", "--imbalance_factor", "10"))
+
+
+@pytest.mark.parametrize("flag, value", [("--weight_decay", "0.001"), ("--momentum", "0.5"),
+                                         ("--lr_schedule", "1")])
+def test_a_resume_refuses_flags_that_change_what_is_learned(fakes, tmp_path, flag, value):
+    train(config(tmp_path / "run", "--steps", "2"))
+    with pytest.raises(IncompatibleRun, match=f"{flag} .* there, {flag} {value} now"):
+        train(config(tmp_path / "run", "--steps", "4", flag, value))
+    assert saved(tmp_path / "run")["step"] == 2  # nothing trained, nothing written
+
+
+def test_a_resume_honours_and_records_a_lower_lr_and_more_steps(fakes, tmp_path):
+    """The divergence advice ("lower --lr and rerun the same command") works: the new lr
+    trains the remaining steps and the change is in the checkpoint, config.json and log."""
+    savedir = tmp_path / "run"
+    train(config(savedir, "--steps", "2"))
+    train(config(savedir, "--steps", "4", "--lr", "0.02"))
+    state = saved(savedir)
+    assert state["step"] == 4
+    assert state["changes"] == [{"step": 3, "flag": "--steps", "old": 2, "new": 4},
+                                {"step": 3, "flag": "--lr", "old": 0.05, "new": 0.02}]
+    assert json.loads((savedir / "config.json").read_text())["lr"] == 0.02
+    log = (savedir / "train.log").read_text()
+    assert "--lr 0.05 -> 0.02 from step 3" in log
+    with open(savedir / "train_metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    resumed = [float(r["lr"]) for r in rows if int(r["step"]) > 2]
+    assert resumed and set(resumed) == {0.02}
 
 
 def run_main(*argv, env=None):

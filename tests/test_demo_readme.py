@@ -1,9 +1,11 @@
-"""README.md's section on `python -m experiments.demo` states the settings the demo really runs.
+"""README.md's section on `python -m experiments.demo`, and docs/demo.md (the rest of that
+section, moved there), state the settings the demo really runs; the README's code runs.
 
-Each paragraph of the section describes one command: the default one, or the one it names
-with ``--n_train_iters N``. Every number the paragraph states about that command's schedule
+Each paragraph describes one command: the default one, or the one it names with
+``--n_train_iters N``. Every number the paragraph states about that command's schedule
 (iterations, validation every K iterations on E episodes, test episodes, episode shape,
 posterior samples) must be the demo's setting for it (:func:`experiments.demo.demo_settings`).
+The README's paragraph that introduces the demo states all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from experiments import demo
 from .test_config import ROOT
 
 README = ROOT / "README.md"
+DEMO_DOC = ROOT / "docs" / "demo.md"  # the demo section's details, moved out of the README
+
 
 def demo_section() -> str:
     text = README.read_text()
@@ -28,10 +32,17 @@ def demo_section() -> str:
     return section
 
 
-def paragraphs() -> list[tuple[int, str]]:
-    """(iterations of the command it describes, paragraph) for each paragraph of prose."""
+def demo_doc() -> str:
+    text = DEMO_DOC.read_text()
+    assert "experiments.demo" in text
+    return text
+
+
+def paragraphs(text: str | None = None) -> list[tuple[int, str]]:
+    """(iterations of the command it describes, paragraph) for each paragraph of prose of
+    ``text`` (default: the README's demo section)."""
     out = []
-    for paragraph in re.split(r"\n\s*\n", demo_section()):
+    for paragraph in re.split(r"\n\s*\n", demo_section() if text is None else text):
         if paragraph.lstrip().startswith(("|", "#", "```")):
             continue  # tables, the heading and code
         flat = " ".join(paragraph.split())
@@ -78,9 +89,10 @@ def test_the_readme_states_the_default_demo_settings():
         "how Bayesian TAML is tested"
 
 
-def test_every_schedule_the_section_states_is_the_one_its_command_runs():
+@pytest.mark.parametrize("where", ["README.md", "docs/demo.md"])
+def test_every_schedule_the_section_states_is_the_one_its_command_runs(where):
     checked = 0
-    for n_iters, text in paragraphs():
+    for n_iters, text in paragraphs(demo_section() if where == "README.md" else demo_doc()):
         s = demo.demo_settings(n_iters)
         for value in numbers(VALIDATION, text):
             assert value == s.val_freq, f"{n_iters} iterations validate every {s.val_freq}"
@@ -94,9 +106,11 @@ def test_every_schedule_the_section_states_is_the_one_its_command_runs():
     assert checked >= 2
 
 
-def test_the_longer_run_the_demo_points_to_is_the_one_the_readme_describes():
-    longer = [n for n, _ in paragraphs() if n != demo.DEFAULT_ITERS]
-    assert demo.LONGER_ITERS in longer, f"README has no --n_train_iters {demo.LONGER_ITERS}"
+@pytest.mark.parametrize("where", ["README.md", "docs/demo.md"])
+def test_the_longer_run_the_demo_points_to_is_the_one_the_readme_describes(where):
+    text = demo_section() if where == "README.md" else demo_doc()
+    longer = [n for n, _ in paragraphs(text) if n != demo.DEFAULT_ITERS]
+    assert demo.LONGER_ITERS in longer, f"{where} has no --n_train_iters {demo.LONGER_ITERS}"
     note = demo.schedule_note(demo.demo_settings(demo.LONGER_ITERS))
     assert f"--n_train_iters {demo.LONGER_ITERS}" in note
 
@@ -117,3 +131,26 @@ def test_the_demo_flags_are_its_settings(n_iters):
     assert int(value["--n_val_episodes"]) == s.n_val_episodes
     assert int(value["--n_test_episodes"]) == s.n_test_episodes
     assert float(value["--inner_lr"]) == s.inner_lr and int(value["--seed"]) == s.seed
+
+
+def test_the_readmes_functional_core_snippet_runs_as_printed(tmp_path, monkeypatch):
+    """The README's ``python`` block (the functional core) runs and does what its comments
+    say: the meta-gradient reaches θ, and the aligned class-weight gradient is the unrolled
+    one. The embedded dataset is generated into a temporary data root (a few seconds)."""
+    text = README.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 1, "README.md should have one python block, the functional core"
+    monkeypatch.setenv("TAML_DATA_ROOT", str(tmp_path / "data"))
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    import torch
+
+    learner, core = namespace["learner"], namespace["core"]
+    assert learner.theta["conv1_w"].grad is not None
+    assert torch.isfinite(namespace["loss"]) and namespace["accuracy"].shape == (2,)
+    w = namespace["w"]
+    (unrolled,), _ = core.unrolled_meta_gradient(
+        namespace["net"], namespace["x"], namespace["y"],
+        lambda losses: w[namespace["y"]] / len(namespace["y"]),
+        namespace["meta_x"], namespace["meta_y"], [w], 0.05)
+    assert torch.allclose(namespace["grad_w"], unrolled, atol=1e-6)

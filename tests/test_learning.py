@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from taml.episodic.build import build_learner, evaluation_rng, make_sampler
+from taml.episodic.build import build_learner, make_sampler
 from taml.episodic.config import parse_config
 from taml.episodic.evaluate import episode_accuracies
 from taml.episodic.train import meta_train
+from taml.run.seeds import Stream, numpy_stream
 
 ITERATIONS = 60
 # Small enough for CI (about 10-20 s a run on 2 cores), imbalanced as the real thing.
@@ -40,7 +41,8 @@ def untrained_accuracy(cfg) -> float:
     learner = build_learner(cfg).eval()
     acc = episode_accuracies(learner, make_sampler(cfg, "synthetic", "valid"),
                              cfg.n_val_episodes, cfg.metabatch,
-                             evaluation_rng(cfg.seed, 1, ITERATIONS), torch.device("cpu"))
+                             numpy_stream(cfg.seed, Stream.VALIDATION, ITERATIONS),
+                             torch.device("cpu"))
     return float(100 * np.mean(acc))
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from taml.run.seeds import Stream, numpy_stream, torch_stream
+
 PAD = 4  # MW-Net's / TML's CIFAR augmentation: pad 4, random 32x32 crop, horizontal flip
 
 
@@ -118,10 +120,9 @@ class BatchSource:
         self.train, self.meta, self.normalise = train, meta, normalise
         self.augment = augment
         self.rank, self.world_size = rank, world_size
-        self.train_order = IndexStream(len(train), np.random.default_rng([seed, 10]))
-        self.meta_order = IndexStream(len(meta), np.random.default_rng([seed, 11]))
-        self.augmentation = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([seed, 12]).generate_state(1)[0]))
+        self.train_order = IndexStream(len(train), numpy_stream(seed, Stream.TRAIN_ORDER))
+        self.meta_order = IndexStream(len(meta), numpy_stream(seed, Stream.META_ORDER))
+        self.augmentation = torch_stream(seed, Stream.AUGMENTATION)
 
     def _shard(self, values):
         per_rank = len(values) // self.world_size

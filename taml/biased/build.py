@@ -10,6 +10,7 @@ import torch
 
 from taml.biased.config import BiasedConfig
 from taml.biased.records import RunError
+from taml.run import compat
 from taml.run import device as run_device
 from taml.run.distributed import World
 
@@ -58,19 +59,31 @@ def class_counts(labels: np.ndarray, num_classes: int) -> tuple[int, ...]:
     return tuple(int(c) for c in np.bincount(labels, minlength=num_classes))
 
 
-def seed_of(*parts: int) -> int:
-    """A 63-bit seed mixed from ``parts`` (neighbouring seeds and ranks share no stream)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> 1)
+# a resume goes on learning what it started: besides DEFINING it refuses every flag that
+# changes the objective, the optimiser or the method; it honours (and records) the length
+# of training, the step sizes the divergence advice tells the user to lower (read from the
+# flags every step, so a new value applies from the next one) and the logging schedule
+RESUME_REFUSED = DEFINING + (
+    "augment", "meta_batch_size", "lr_schedule", "lr_factor", "momentum", "nesterov",
+    "weight_decay", "meta_every", "lookahead_lr", "focal_gamma", "mwnet_hidden",
+    "meta_optimizer", "tml_scale", "mwnet_weights", "color_var", "lnl_lambda", "grl_factor",
+    "pretrain_epochs", "gray")
+RESUME_HONOURED = ("epochs", "steps", "lr", "meta_lr", "log_every", "eval_every",
+                   "save_every")
 
 
-def check_compatible(saved: dict, cfg: BiasedConfig, path) -> None:
-    """A checkpoint from another recipe, method or network is refused, naming the flag
-    (``cfg.network`` resolved already: the saved configs hold the network used)."""
-    now = cfg.to_dict()
-    for key in DEFINING:
-        before, after = saved.get(key), now[key]
-        if isinstance(before, list):
-            before = tuple(before)
-        if before != after:
-            raise RunError(f"--{key} {after} differs from the run in {path} (trained with "
-                             f"{before}); use its value or another --savedir")
+def check_compatible(saved: dict, cfg: BiasedConfig, path, names=DEFINING) -> None:
+    """For --mode test: a checkpoint from another recipe, method or network is refused,
+    naming the flag (``cfg.network`` resolved already: the saved configs hold the network
+    used)."""
+    diffs = compat.differences(saved, cfg.to_dict(), names)
+    if diffs:
+        raise RunError(f"the run in {path} was trained with other settings "
+                       f"({'; '.join(diffs)}): use its values, or another --savedir")
+
+
+def check_resume(saved: dict, cfg: BiasedConfig, savedir) -> list[tuple[str, object, object]]:
+    """Refuses the flags that change what is learned (:data:`RESUME_REFUSED`), naming each
+    with its old and new value; returns the honoured changes as ``(flag, old, new)``."""
+    return compat.check_resume(saved, cfg.to_dict(), savedir, refused=RESUME_REFUSED,
+                               honoured=RESUME_HONOURED)

@@ -17,17 +17,13 @@ each step has one row however often the run was interrupted.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
-import torch
-
 from taml.run import checkpoint
 from taml.run.errors import Refusal
-from taml.run.folder import write_json_atomic, write_text_atomic
-from taml.run.records import RunLog
+from taml.run.folder import write_json_atomic
+from taml.run.records import MetricsCSV, RunLog
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
 
@@ -45,8 +41,7 @@ class RunRecords:
         self.is_main = is_main
         self.log = RunLog(self.savedir / "train.log" if is_main else os.devnull,
                           echo=echo and is_main)
-        self.metrics_file = None
-        self.metrics = None
+        self.metrics: MetricsCSV | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -55,20 +50,9 @@ class RunRecords:
     def load_checkpoint(self, device="cpu") -> dict | None:
         """The run's checkpoint, None when there is none; an unreadable file or one of
         another kind of run is a CheckpointError naming it."""
-        path = self.checkpoint_path
-        if not path.is_file():
+        if not self.checkpoint_path.is_file():
             return None
-        try:
-            state = torch.load(path, map_location=device, weights_only=False)
-        except Exception as error:  # truncated by a full disk, from elsewhere...
-            raise checkpoint.CheckpointError(
-                f"cannot read checkpoint {path} ({type(error).__name__}); delete it to start "
-                "over, or point --savedir at another run") from None
-        if not isinstance(state, dict) or state.get("config", {}).get("family") != "biased":
-            raise checkpoint.CheckpointError(
-                f"{path} is not a checkpoint of a biased-data run (--mode train); point "
-                "--savedir at another folder")
-        return state
+        return checkpoint.load(self.checkpoint_path, device, family="biased")
 
     def save_checkpoint(self, state: dict) -> None:
         if self.is_main:
@@ -79,33 +63,17 @@ class RunRecords:
             write_json_atomic(self.savedir / name, obj)
 
     def open_metrics(self, resumed_step: int) -> None:
-        """train_metrics.csv for appending; rows past ``resumed_step`` (logged after the
-        checkpoint the run resumes from) are dropped first, and a new run starts afresh."""
-        path = self.savedir / "train_metrics.csv"
-        if not self.is_main:
-            self.metrics_file = open(os.devnull, "w")
-        elif resumed_step > 0 and path.is_file():
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
-            text = io.StringIO()
-            writer = csv.DictWriter(text, METRIC_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: row[k] for k in METRIC_COLUMNS} for row in rows)
-            write_text_atomic(path, text.getvalue())
-            self.metrics_file = open(path, "a", newline="")
-        else:
-            self.metrics_file = open(path, "w", newline="")
-            csv.writer(self.metrics_file, lineterminator="\n").writerow(METRIC_COLUMNS)
-        self.metrics = csv.writer(self.metrics_file, lineterminator="\n")
+        """train_metrics.csv for appending, cut back to ``resumed_step`` (a new run: afresh)."""
+        self.metrics = MetricsCSV(self.savedir / "train_metrics.csv", METRIC_COLUMNS,
+                                  resumed_step, enabled=self.is_main)
 
     def metric_row(self, step: int, epoch: int, loss: float, accuracy: float, lr: float,
                    seconds: float) -> None:
-        self.metrics.writerow([step, epoch, f"{loss:.6g}", f"{accuracy:.6g}", f"{lr:.6g}",
-                               f"{seconds:.4g}"])
-        self.metrics_file.flush()
+        self.metrics.row([step, epoch, f"{loss:.6g}", f"{accuracy:.6g}", f"{lr:.6g}",
+                          f"{seconds:.4g}"])
 
     def close(self) -> None:
-        if self.metrics_file is not None:
-            self.metrics_file.close()
-            self.metrics_file = None
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         self.log.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,12 +36,14 @@ from taml.biased.evaluate import (
     write_test_report,
 )
 from taml.biased.records import RunError, RunRecords
-from taml.run import distributed
+from taml.run import compat, distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
+from taml.run.records import Window, due
+from taml.run.seeds import Stream, mixed_seed63
 
 
 def schedule(cfg: BiasedConfig, steps_per_epoch: int) -> tuple[int, list[int]]:
@@ -98,161 +100,204 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
         return _train(cfg, world, data, savedir)
 
 
-def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
-    device = parts.resolve_device(cfg, world)
-    records = RunRecords(savedir, world.is_main)
-    num_classes = data.num_classes
-    counts = parts.class_counts(data.train.labels, num_classes)
+@dataclass
+class _Run:
+    """What one biased-data run trains with, built from its config and data."""
+
+    model: torch.nn.Module
+    method: object
+    optimizer: torch.optim.Optimizer
+    source: BatchSource
+    train_set: SplitTensors
+    test_set: SplitTensors
+    normalise: Normalise
+    counts: tuple[int, ...]
+    steps_per_epoch: int
+    total: int
+    milestones: list[int]
+
+
+def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
+    counts = parts.class_counts(data.train.labels, data.num_classes)
     torch.manual_seed(cfg.seed)  # the network's initialisation
-    model = parts.make_network(cfg.network, num_classes, data.in_channels,
+    model = parts.make_network(cfg.network, data.num_classes, data.in_channels,
                                data.image_size).to(device)
-    method = parts.make_method(cfg, num_classes, counts)
+    method = parts.make_method(cfg, data.num_classes, counts)
     parts.move_method(method, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     train_set = SplitTensors.from_imageset(data.train, device)
     meta_set = SplitTensors.from_imageset(data.meta, device)
-    test_set = SplitTensors.from_imageset(data.test, device)
     normalise = Normalise.of(train_set.images)
     source = BatchSource(train_set, meta_set, normalise, cfg.resolved_augment, cfg.seed,
                          world.rank, world.size)
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size)
     total, milestones = schedule(cfg, steps_per_epoch)
-    # dropout and anything else on torch's global stream: a stream per rank
-    torch.manual_seed(parts.seed_of(cfg.seed, 13, world.rank))
-    noisy = bool((data.train.labels != data.train.true_labels).any())
-    binary = cfg.bias == "binary"
+    return _Run(model, method, optimizer, source, train_set,
+                SplitTensors.from_imageset(data.test, device), normalise, counts,
+                steps_per_epoch, total, milestones)
 
+
+def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, dict]:
+    """The first step to train and the histories and changes the checkpoint carries;
+    restores model, optimizer, method and every random stream from ``checkpoint.pt``."""
     state = records.load_checkpoint("cpu") if world.is_main else None
     state = distributed.broadcast_object(state, world)
-    evals, history, start = [], [], 1
-    if state is not None:
-        parts.check_compatible(state["config"], cfg, records.checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        source.restore(state["random"]["batches"])
-        mine = state["random"]["global"]
-        if len(mine) == world.size:  # else a new split: global streams start afresh
-            torch.set_rng_state(mine[world.rank]["torch"])
-            if "cuda" in mine[world.rank] and device.type == "cuda":
-                torch.cuda.set_rng_state(mine[world.rank]["cuda"], device)
-        evals, history, start = state["eval"], state["weights"], state["step"] + 1
-        records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
-    else:
+    if state is None:
+        return 1, {"eval": [], "weights": [], "changes": []}
+    changes = parts.check_resume(state["config"], cfg, records.savedir)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.method.load_state_dict(state["method"])
+    run.source.restore(state["random"]["batches"])
+    mine = state["random"]["global"]
+    if len(mine) == world.size:  # else a new split: global streams start afresh
+        torch.set_rng_state(mine[world.rank]["torch"])
+        if "cuda" in mine[world.rank] and device.type == "cuda":
+            torch.cuda.set_rng_state(mine[world.rank]["cuda"], device)
+    start = state["step"] + 1
+    records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
+    for line in compat.change_lines(changes, "step", start, records.checkpoint_path.name):
+        records.log.line(line)
+    if changes:
+        records.write_json("config.json", cfg.to_dict())
+    return start, {"eval": state["eval"], "weights": state["weights"],
+                   "changes": compat.recorded(state.get("changes", []), changes, "step", start)}
+
+
+def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float], object]:
+    """One training step (the method's step, then the model's) and its named statistics,
+    summed over the global batch: loss_sum (loss x examples), correct, examples,
+    weight_on_corrupted and weight (the method's example weights), non_finite."""
+    x, y, indices = run.source.train_batch(cfg.batch_size)
+    meta_x = meta_y = None
+    if run.method.needs_meta_batch:
+        meta_x, meta_y = run.source.meta_batch(cfg.meta_batch_size)
+    run.optimizer.zero_grad(set_to_none=True)
+    out = run.method.step(run.model, x, y, meta_x, meta_y, lr=lr, step_index=step,
+                          sync=lambda tensors: average(tensors, world))
+    out.loss.backward()
+    grads = [p.grad for p in run.model.parameters() if p.grad is not None]
+    train = run.train_set
+    corrupted = (train.labels[indices] != train.true_labels[indices]).double()
+    weights = out.example_weights.detach().double()
+    finite = torch.isfinite(out.loss.detach()) & torch.stack(
+        [torch.isfinite(g).all() for g in grads]).all()
+    statistics = {"loss_sum": out.loss.detach().double() * len(y),
+                  "correct": (out.logits.argmax(1) == y).double().sum(),
+                  "examples": torch.tensor(float(len(y)), dtype=torch.float64,
+                                           device=y.device),
+                  "weight_on_corrupted": (weights * corrupted).sum(),
+                  "weight": weights.sum(), "non_finite": (~finite).double()}
+    # one collective for the gradients (averaged: each rank's loss is a mean over an equal
+    # shard) and the statistics (summed): every rank takes the same step, or stops there
+    stats = distributed.sum_step(grads, statistics, world)
+    for g in grads if world.size > 1 else ():
+        g.div_(world.size)
+    return stats, out
+
+
+def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
+    device = parts.resolve_device(cfg, world)
+    records = RunRecords(savedir, world.is_main)
+    run = _build(cfg, world, data, device)
+    # dropout and anything else on torch's global stream: a stream per rank
+    torch.manual_seed(mixed_seed63(cfg.seed, Stream.GLOBAL, world.rank))
+    start, saved = _resume(cfg, world, run, records, device)
+    if start == 1:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))
-        records.log.line(f"data: {len(train_set)} train ({counts} per class), "
-                         f"{len(meta_set)} meta, {len(test_set)} test; "
-                         f"{steps_per_epoch} steps per epoch, {total} steps")
-    distributed.broadcast_tensors(list(model.state_dict().values()), world)
+        records.log.line(f"data: {len(run.train_set)} train ({run.counts} per class), "
+                         f"{len(data.meta.labels)} meta, {len(run.test_set)} test; "
+                         f"{run.steps_per_epoch} steps per epoch, {run.total} steps")
+    evals, history = saved["eval"], saved["weights"]
+    distributed.broadcast_tensors(list(run.model.state_dict().values()), world)
     records.open_metrics(start - 1)
-
-    def sync(tensors: list[torch.Tensor]) -> None:
-        average(tensors, world)
-
-    def evaluate(step: int) -> dict:
-        average_buffers(model, world)
-        preds = predict(model, test_set.images, normalise)
-        result, _ = classification_metrics(data.test.labels, preds, num_classes,
-                                           np.asarray(counts), binary)
-        entry = {"step": step, "accuracy": result["accuracy"],
-                 "balanced_accuracy": result["balanced_accuracy"],
-                 "tail_recall": result["tail_recall"]}
-        records.log.line(f"eval   step {step}: accuracy {100 * entry['accuracy']:.2f}, "
-                         f"balanced {100 * entry['balanced_accuracy']:.2f}, tail recall "
-                         f"{100 * (entry['tail_recall'] or 0):.2f}")
-        return entry
-
-    def checkpoint_state(step: int) -> dict:
-        average_buffers(model, world)
-        per_rank = distributed.gather_objects(_random_state(device), world)
-        return {"config": cfg.to_dict(), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "method": method.state_dict(),
-                "step": step, "random": {"batches": source.state(), "global": per_rank},
-                "eval": evals, "weights": history}
-
-    # window sums: loss x n, correct, n, weight on corrupted, weight, non-finite flag
-    window = torch.zeros(6, dtype=torch.float64, device=device)
-    window_start, window_steps, last_saved = time.perf_counter(), 0, start - 1
+    noisy = bool((data.train.labels != data.train.true_labels).any())
+    window, last_saved, total = Window(), start - 1, run.total
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train {cfg.method}", unit="step",
                        enabled=cfg.progress and world.is_main)
-    model.train()
+    run.model.train()
     for step in bar:
-        lr = lr_at(cfg, milestones, step)
-        for group in optimizer.param_groups:
+        step_start = time.perf_counter()
+        lr = lr_at(cfg, run.milestones, step)
+        for group in run.optimizer.param_groups:
             group["lr"] = lr
-        x, y, indices = source.train_batch(cfg.batch_size)
-        meta_x = meta_y = None
-        if method.needs_meta_batch:
-            meta_x, meta_y = source.meta_batch(cfg.meta_batch_size)
-        optimizer.zero_grad(set_to_none=True)
-        out = method.step(model, x, y, meta_x, meta_y, lr=lr, step_index=step, sync=sync)
-        out.loss.backward()
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        corrupted = (train_set.labels[indices] != train_set.true_labels[indices]).double()
-        weights = out.example_weights.detach().double()
-        finite = torch.isfinite(out.loss.detach()) & torch.stack(
-            [torch.isfinite(g).all() for g in grads]).all()
-        stats = torch.stack([out.loss.detach().double() * len(y),
-                             (out.logits.argmax(1) == y).double().sum(),
-                             torch.tensor(float(len(y)), dtype=torch.float64, device=device),
-                             (weights * corrupted).sum(), weights.sum(),
-                             (~finite).double()])
-        # one collective for the gradients and the statistics: every rank takes the same
-        # step, or stops at the same step
-        grad_stats = stats.to(grads[0].dtype) if grads else stats
-        average(grads + [grad_stats], world)
-        stats = grad_stats.double() * world.size
-        if stats[5] > 0:
+        stats, out = _step(cfg, world, run, step, lr)
+        if stats["non_finite"] > 0:
             records.close()
             raise TrainingDiverged(
                 f"step {step}: the loss or a gradient is not finite (loss "
                 f"{out.loss.item():.4g}). The last good checkpoint ({records.checkpoint_path},"
                 f" step {last_saved}) is kept; lower --lr (or --meta_lr) and rerun the same "
                 "command to resume from it")
-        optimizer.step()
-        window += stats
-        window_steps += 1
-        bar.set_postfix(loss=f"{stats[0].item() / stats[2].item():.3f}")
-
-        if step % cfg.log_every == 0 or step == total:
-            loss, acc = (window[0] / window[2]).item(), (window[1] / window[2]).item()
-            seconds = (time.perf_counter() - window_start) / window_steps
-            epoch = (step - 1) // steps_per_epoch + 1
-            summary = method.summary()
-            entry = {"step": step, "class_weights": as_plain(summary.get("class_weights"))}
-            # the method's scalars (TML's / MW-Net's meta loss, L2RW's share of zero weights)
-            entry.update({k: float(v) for k, v in summary.items()
-                          if isinstance(v, int | float) and np.isfinite(v)})
-            corrupted_text = ""
-            if noisy and window[4] > 0:
-                entry["weight_mass_on_corrupted"] = (window[3] / window[4]).item()
-                corrupted_text = (f", weight on corrupted labels "
-                                  f"{entry['weight_mass_on_corrupted']:.3f}")
-            records.log.line(f"train  step {step} (epoch {epoch}): loss {loss:.4f}, acc "
-                             f"{100 * acc:.2f}, lr {lr:.4g}{corrupted_text} "
-                             f"({seconds:.3f} s/step)")
-            records.metric_row(step, epoch, loss, acc, lr, seconds)
+        run.optimizer.step()
+        window.add(stats, time.perf_counter() - step_start)
+        bar.set_postfix(loss=f"{stats['loss_sum'] / stats['examples']:.3f}")
+        if due(step, cfg.log_every, total):
+            entry, summary = _log_window(cfg, run, window, step, lr, noisy, records)
             history.append(entry)
-            records.write_json("weights.json", weights_document(
-                history, summary, data, counts))
-            window.zero_()
-            window_start, window_steps = time.perf_counter(), 0
-
-        if step % cfg.eval_every == 0 or step == total:
-            evals.append(evaluate(step))
+            records.write_json("weights.json", weights_document(history, summary, data,
+                                                                run.counts))
+            window.reset()
+        if due(step, cfg.eval_every, total):
+            evals.append(_evaluate(run, data, world, step, records, cfg.bias == "binary"))
             records.write_json("eval.json", evals)
-
-        if step % cfg.save_every == 0 or step == total:
-            records.save_checkpoint(checkpoint_state(step))
+        if due(step, cfg.save_every, total):
+            average_buffers(run.model, world)
+            per_rank = distributed.gather_objects(_random_state(device), world)
+            records.save_checkpoint({
+                "config": cfg.to_dict(), "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(), "method": run.method.state_dict(),
+                "step": step, "random": {"batches": run.source.state(), "global": per_rank},
+                "eval": evals, "weights": history, "changes": saved["changes"]})
             last_saved = step
     bar.close()
     if start > total:
         records.log.line(f"{records.checkpoint_path} is at step {start - 1} of {total}: "
                          "nothing to train (raise --epochs or --steps to continue)")
-    report = write_test_report(cfg, model, normalise, data, test_set, history,
-                               method.summary(), records, start - 1 if start > total else total)
+    report = write_test_report(cfg, run.model, run.normalise, data, run.test_set, history,
+                               run.method.summary(), records,
+                               start - 1 if start > total else total)
     records.close()
     return report
+
+
+def _log_window(cfg, run: _Run, window: Window, step: int, lr: float, noisy: bool,
+                records: RunRecords) -> tuple[dict, dict]:
+    """The log line and CSV row of the steps since the last one; returns the history entry
+    (the method's class weights and scalars, the weight on corrupted labels) and the
+    method's summary."""
+    loss, acc = window.ratio("loss_sum", "examples"), window.ratio("correct", "examples")
+    epoch = (step - 1) // run.steps_per_epoch + 1
+    summary = run.method.summary()
+    entry = {"step": step, "class_weights": as_plain(summary.get("class_weights"))}
+    # the method's scalars (TML's / MW-Net's meta loss, L2RW's share of zero weights)
+    entry.update({k: float(v) for k, v in summary.items()
+                  if isinstance(v, int | float) and np.isfinite(v)})
+    corrupted_text = ""
+    if noisy and window.sums["weight"] > 0:
+        entry["weight_mass_on_corrupted"] = window.ratio("weight_on_corrupted", "weight")
+        corrupted_text = (f", weight on corrupted labels "
+                          f"{entry['weight_mass_on_corrupted']:.3f}")
+    records.log.line(f"train  step {step} (epoch {epoch}): loss {loss:.4f}, acc "
+                     f"{100 * acc:.2f}, lr {lr:.4g}{corrupted_text} "
+                     f"({window.seconds_per_step:.3f} s/step)")
+    records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
+    return entry, summary
+
+
+def _evaluate(run: _Run, data, world: World, step: int, records: RunRecords,
+              binary: bool) -> dict:
+    average_buffers(run.model, world)
+    preds = predict(run.model, run.test_set.images, run.normalise)
+    result, _ = classification_metrics(data.test.labels, preds, data.num_classes,
+                                       np.asarray(run.counts), binary)
+    entry = {"step": step, "accuracy": result["accuracy"],
+             "balanced_accuracy": result["balanced_accuracy"],
+             "tail_recall": result["tail_recall"]}
+    records.log.line(f"eval   step {step}: accuracy {100 * entry['accuracy']:.2f}, "
+                     f"balanced {100 * entry['balanced_accuracy']:.2f}, tail recall "
+                     f"{100 * (entry['tail_recall'] or 0):.2f}")
+    return entry

@@ -36,11 +36,14 @@ from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RunRecords
+from taml.run import compat
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
+from taml.run.records import Window, due
+from taml.run.seeds import Stream, numpy_stream
 
 PROBE_STEPS = 300
 # the fields a checkpoint must share with the command that resumes or tests it
@@ -106,13 +109,10 @@ def build_model(cfg: BiasedConfig, num_classes: int, device) -> LNLNet:
         return LNLNet(num_classes).to(device)
 
 
-def _check_compatible(saved: dict, cfg: BiasedConfig, path) -> None:
-    now = cfg.to_dict()
-    for key in DEFINING:
-        before = tuple(saved[key]) if isinstance(saved.get(key), list) else saved.get(key)
-        if before != now[key]:
-            raise RunDirError(f"--{key} {now[key]} differs from the run in {path} (trained "
-                              f"with {before}); use its value or another --savedir")
+# a resume refuses what changes what is learned and honours (and records) the length of
+# training, the lr (set from the flags every step) and the logging schedule
+RESUME_REFUSED = DEFINING + ("lr_schedule", "lr_factor", "momentum", "weight_decay")
+RESUME_HONOURED = ("epochs", "lr", "log_every", "eval_every", "save_every")
 
 
 def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
@@ -144,7 +144,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
     unlearn_lr = cfg.lr * cfg.lr_factor if pre_steps else cfg.lr
 
     model = build_model(cfg, data.num_classes, device)
-    stream = IndexStream(len(data.train_labels), np.random.default_rng([cfg.seed, 31]))
+    stream = IndexStream(len(data.train_labels), numpy_stream(cfg.seed, Stream.LNL_ORDER))
 
     def make_trainer(step: int) -> LNLTrainer:
         lr = cfg.lr if step <= pre_steps else unlearn_lr
@@ -152,9 +152,10 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                           cfg.grl_factor)
 
     state = records.load_checkpoint("cpu")
-    evals, start = [], 1
+    evals, start, changes = [], 1, []
     if state is not None:
-        _check_compatible(state["config"], cfg, records.checkpoint_path)
+        honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
+                                       refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
         model.load_state_dict(state["model"])
         start = state["step"] + 1
         trainer = make_trainer(state["step"])  # the phase that saved it
@@ -162,7 +163,12 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         stream.restore(state["random"]["batches"])
         torch.set_rng_state(state["random"]["torch"])
         evals = state["eval"]
+        changes = compat.recorded(state.get("changes", []), honoured, "step", start)
         records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
+        for line in compat.change_lines(honoured, "step", start, records.checkpoint_path.name):
+            records.log.line(line)
+        if honoured:
+            records.write_json("config.json", cfg.to_dict())
     else:
         trainer = make_trainer(1)
         records.write_json("config.json", cfg.to_dict())
@@ -171,30 +177,12 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
                          f"epoch, {pre_steps} pre-training and {total - pre_steps} more steps")
     records.open_metrics(start - 1)
-
-    def evaluate(step: int) -> dict:
-        test_images = data.test_gray if variant == "gray" else data.test
-        preds = predict(model, test_images, _scaled)
-        result, _ = classification_metrics(data.test_labels.cpu().numpy(), preds,
-                                           data.num_classes, np.ones(data.num_classes), False)
-        entry = {"step": step, "accuracy": result["accuracy"],
-                 "balanced_accuracy": result["balanced_accuracy"]}
-        records.log.line(f"eval   step {step}: accuracy {100 * entry['accuracy']:.2f}, "
-                         f"balanced {100 * entry['balanced_accuracy']:.2f}")
-        return entry
-
-    def checkpoint(step: int) -> None:
-        records.save_checkpoint({
-            "config": cfg.to_dict(), "model": model.state_dict(),
-            "trainer": trainer.state_dict(), "step": step, "eval": evals,
-            "random": {"batches": stream.state(), "torch": torch.get_rng_state()}})
-
-    window = np.zeros(4)  # loss x n, correct, n, colour loss x n
-    window_start, window_steps, last_saved = time.perf_counter(), 0, start - 1
+    window, last_saved = Window(), start - 1
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train lnl ({variant})", unit="step", enabled=cfg.progress)
     model.train()
     for step in bar:
+        step_start = time.perf_counter()
         if step == pre_steps + 1 and pre_steps:
             trainer = make_trainer(step)
             records.log.line(f"step {step}: pre-training done, unlearning from here")
@@ -214,25 +202,30 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                 f"step {step}: the loss is not finite. The last good checkpoint "
                 f"({records.checkpoint_path}, step {last_saved}) is kept; lower --lr, "
                 "--lnl_lambda or --grl_factor and rerun the same command to resume from it")
-        window += [out["loss"] * len(y), out["correct"], len(y),
-                   out.get("colour_loss", 0.0) * len(y)]
-        window_steps += 1
+        # named sums over the batch: loss x examples, correct, examples, colour loss x examples
+        window.add({"loss_sum": out["loss"] * len(y), "correct": out["correct"],
+                    "examples": len(y), "colour_sum": out.get("colour_loss", 0.0) * len(y)},
+                   time.perf_counter() - step_start)
         bar.set_postfix(loss=f"{out['loss']:.3f}")
-        if step % cfg.log_every == 0 or step == total:
-            loss, acc = window[0] / window[2], window[1] / window[2]
-            seconds = (time.perf_counter() - window_start) / window_steps
+        if due(step, cfg.log_every, total):
+            loss, acc = window.ratio("loss_sum", "examples"), window.ratio("correct", "examples")
             epoch = (step - 1) // steps_per_epoch + 1
-            colour = f", colour loss {window[3] / window[2]:.4f}" if variant == "lnl" else ""
+            colour = (f", colour loss {window.ratio('colour_sum', 'examples'):.4f}"
+                      if variant == "lnl" else "")
             records.log.line(f"train  step {step} (epoch {epoch}): loss {loss:.4f}, acc "
-                             f"{100 * acc:.2f}{colour}, lr {lr:.4g} ({seconds:.3f} s/step)")
-            records.metric_row(step, epoch, loss, acc, lr, seconds)
-            window[:] = 0
-            window_start, window_steps = time.perf_counter(), 0
-        if step % cfg.eval_every == 0 or step == total:
-            evals.append(evaluate(step))
+                             f"{100 * acc:.2f}{colour}, lr {lr:.4g} "
+                             f"({window.seconds_per_step:.3f} s/step)")
+            records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
+            window.reset()
+        if due(step, cfg.eval_every, total):
+            evals.append(_evaluate(model, data, variant, step, records))
             records.write_json("eval.json", evals)
-        if step % cfg.save_every == 0 or step == total:
-            checkpoint(step)
+        if due(step, cfg.save_every, total):
+            records.save_checkpoint({
+                "config": cfg.to_dict(), "model": model.state_dict(),
+                "trainer": trainer.state_dict(), "step": step, "eval": evals,
+                "random": {"batches": stream.state(), "torch": torch.get_rng_state()},
+                "changes": changes})
             last_saved = step
     bar.close()
     if start > total:
@@ -242,6 +235,19 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                           probe_steps)
     records.close()
     return report
+
+
+def _evaluate(model: LNLNet, data: LNLData, variant: str, step: int,
+              records: RunRecords) -> dict:
+    test_images = data.test_gray if variant == "gray" else data.test
+    preds = predict(model, test_images, _scaled)
+    result, _ = classification_metrics(data.test_labels.cpu().numpy(), preds,
+                                       data.num_classes, np.ones(data.num_classes), False)
+    entry = {"step": step, "accuracy": result["accuracy"],
+             "balanced_accuracy": result["balanced_accuracy"]}
+    records.log.line(f"eval   step {step}: accuracy {100 * entry['accuracy']:.2f}, "
+                     f"balanced {100 * entry['balanced_accuracy']:.2f}")
+    return entry
 
 
 def write_report(cfg: BiasedConfig, model: LNLNet, data: LNLData, records: RunRecords,
@@ -288,7 +294,7 @@ def test(cfg: BiasedConfig) -> dict:
     with RunLock(savedir):
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")
-        _check_compatible(state["config"], cfg, records.checkpoint_path)
+        parts.check_compatible(state["config"], cfg, records.checkpoint_path, DEFINING)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])
         report = write_report(cfg, model, data, records, state["step"])

@@ -20,6 +20,7 @@ from taml.episodic.learners.meta_learner import MetaLearner, Switches
 from taml.run import device as run_device
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import Refusal
+from taml.run.seeds import Stream, numpy_stream, shard_generator
 
 
 def resolve_device(cfg: Config, world: World = SINGLE) -> torch.device:
@@ -89,8 +90,8 @@ class RandomStreams:
     def from_seed(cls, seed: int, shard: int = 0) -> RandomStreams:
         """The streams of one shard of the meta-batch (one per torchrun rank): shard 0's
         are a single-process run's, the others' are seeded by (seed, shard)."""
-        episodes = np.random.default_rng([seed, 0, shard] if shard else [seed, 0])
-        return cls(episodes, torch_generator(seed, shard))
+        episodes = numpy_stream(seed, Stream.EPISODES, *([shard] if shard else []))
+        return cls(episodes, shard_generator(seed, shard))
 
     def state(self) -> dict:
         return {"episodes": self.episodes.bit_generator.state,
@@ -99,25 +100,3 @@ class RandomStreams:
     def restore(self, state: dict) -> None:
         self.episodes.bit_generator.state = state["episodes"]
         self.posterior.set_state(state["posterior"])
-
-
-def evaluation_rng(seed: int, purpose: int, iteration: int = 0) -> np.random.Generator:
-    """A fresh generator for validation (purpose 1), tables (2) or meta-test (3)."""
-    return np.random.default_rng([seed, purpose, iteration])
-
-
-def evaluation_generator(seed: int, purpose: int, *keys: int) -> torch.Generator:
-    """A fresh CPU generator of posterior samples for evaluation, seeded by (seed, purpose,
-    keys): validation's Monte Carlo samples (purpose 4, keyed by iteration, dataset and
-    batch) come from it, never from a training stream, so they change no trained value."""
-    mixed = int(np.random.SeedSequence([seed, purpose, *keys]).generate_state(1)[0])
-    return torch.Generator().manual_seed(mixed)
-
-
-def torch_generator(seed: int, shard: int = 0) -> torch.Generator:
-    """A CPU generator seeded by ``seed`` for shard (rank) 0, else by (seed, shard) mixed
-    through numpy's SeedSequence, so that neighbouring seeds and ranks never share a stream."""
-    if shard:
-        seed = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
-    return torch.Generator().manual_seed(seed)
-

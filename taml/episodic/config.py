@@ -11,7 +11,7 @@ import argparse
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from taml.episodic.learners.conv4 import PRECISIONS
+from taml.episodic.learners import method_name, switches_on
 from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
 
@@ -19,6 +19,11 @@ SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
 # N in each task's KL / (N + M): its real support size, or the padded support length of its
 # meta-batch as the original (taml.episodic.learners.meta_learner.kl_support_sizes)
 KL_NORMALISERS = ("task", "padded")
+# --precision: the base learner's conv blocks in float32, or bfloat16 under autocast; the
+# network maps each name to its dtype (taml.episodic.learners.conv4.PRECISIONS)
+PRECISIONS = ("fp32", "bf16")
+# what config.json and the checkpoints say this config is (the biased family's: "biased")
+FAMILY = "episodic"
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,9 @@ class Config:
 
     @property
     def method(self) -> str:
-        """A short name of the learner these switches make (for paths and tables)."""
-        balancing = self.omega_on or self.gamma_on or self.z_on
-        if not balancing:
-            return "meta_sgd" if self.alpha_on else "maml"
-        if self.alpha_on and self.omega_on and self.gamma_on and self.z_on:
-            return "taml"
-        on = [n for n in ("alpha", "omega", "gamma", "z") if getattr(self, f"{n}_on")]
-        return "taml_" + "_".join(on)
+        """A short name of the learner these switches make (for paths and tables): the
+        learners' name table's (:func:`taml.episodic.learners.method_name`)."""
+        return method_name(switches_on(self))
 
     @property
     def resolved_savedir(self) -> str:
@@ -80,7 +80,9 @@ class Config:
         return f"./results/{'+'.join(self.id_dataset)}/{self.method}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, and ``"family": "episodic"`` (config.json, checkpoints): the report
+        tells the families apart by it (a folder without it is an episodic one from before)."""
+        return {**asdict(self), "family": FAMILY}
 
 
 def dataset_list(text: str) -> tuple[str, ...]:

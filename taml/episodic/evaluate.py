@@ -15,10 +15,8 @@ import torch
 from taml.data.episodes import EpisodeSampler
 from taml.episodic.build import (
     build_learner,
-    evaluation_rng,
     resolve_device,
     samplers_for,
-    torch_generator,
 )
 from taml.episodic.config import Config
 from taml.episodic.learners.meta_learner import MetaLearner, predictive_accuracy
@@ -34,6 +32,7 @@ from taml.run.folder import check_writable, write_json_atomic
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
 from taml.run.records import RunLog
+from taml.run.seeds import META_TEST_POSTERIOR_OFFSET, Stream, numpy_stream, shard_generator
 
 
 def confidence_interval(accuracies: np.ndarray) -> tuple[float, float]:
@@ -104,12 +103,12 @@ def _load_checkpoint(savedir: Path, device) -> tuple[Path, dict, str]:
     problem = None
     if best.is_file():
         try:
-            return best, checkpoint.load(best, device), "best validation score"
+            return best, checkpoint.load(best, device, family="episodic"), "best validation score"
         except checkpoint.CheckpointError as error:
             if not latest.is_file():
                 raise
             problem = f"{best.name} cannot be read ({error}), so the latest is used"
-    state = checkpoint.load(latest, device)
+    state = checkpoint.load(latest, device, family="episodic")
     if problem is None:
         n_validated = len(state.get("validation", []))
         problem = (f"{best.name} is missing though {n_validated} validation(s) ran, so the "
@@ -157,8 +156,9 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     results = []
     for role in ("id", "ood"):
         for name, sampler in samplers[role].items():
-            rng = evaluation_rng(cfg.seed, 3, len(results))
-            generator = torch_generator(cfg.seed + 1000 + len(results), world.rank)
+            rng = numpy_stream(cfg.seed, Stream.META_TEST, len(results))
+            generator = shard_generator(
+                cfg.seed + META_TEST_POSTERIOR_OFFSET + len(results), world.rank)
             acc = episode_accuracies(
                 learner, sampler, cfg.n_test_episodes, cfg.metabatch, rng, device,
                 cfg.n_mc_samples, generator, cfg.task_batching,

@@ -10,12 +10,12 @@ it never trained on (:func:`check_classes`).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from taml.data.registry import DatasetError, get_spec
 from taml.episodic.config import Config
-from taml.run.folder import RunDirError, write_text_atomic
+from taml.run import compat
+from taml.run.compat import IncompatibleRun
 
 MODEL_FLAGS = ("alpha_on", "omega_on", "gamma_on", "z_on", "way", "id_dataset", "max_shot",
                "image_size")  # max_shot: Bayesian TAML scales class sizes by it
@@ -32,48 +32,30 @@ TEST_SETTINGS = ("n_test_episodes", "seed", "inner_lr", "ood_dataset", "query",
                  "sampler_mode", "metabatch", "precision")
 
 
-class IncompatibleRun(RunDirError):
-    """The flags or data of this command do not fit the run in ``--savedir``."""
-
-
 def _value(saved: dict, name: str):
-    value = saved.get(name)
     if name == "image_size":  # compare the size used, not whether the flag was given
         try:
-            return get_spec(tuple(saved["id_dataset"])[0], value).image_size
+            return get_spec(tuple(saved["id_dataset"])[0], saved.get(name)).image_size
         except DatasetError:
-            return value
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _flag(name: str, value) -> str:
-    if isinstance(value, bool):
-        return f"--{name}" if value else f"no --{name}"
-    if isinstance(value, tuple):
-        value = ",".join(value)
-    return f"--{name} {value}"
+            return saved.get(name)
+    return compat.plain_value(saved, name)
 
 
 def _differences(saved: dict, cfg: Config, names) -> list[str]:
     saved = {**UNSAVED_DEFAULTS, **saved}
-    now = cfg.to_dict()
     if cfg.alpha_on and saved.get("alpha_on"):
         names = [n for n in names if n != "inner_lr"]  # Meta-SGD learns its steps instead
-    return [f"{_flag(n, _value(saved, n))} there, {_flag(n, _value(now, n))} now"
-            for n in names if n in saved and _value(saved, n) != _value(now, n)]
+    return compat.differences(saved, cfg.to_dict(), names, _value)
 
 
 def check_resume(saved: dict, cfg: Config, savedir: Path) -> list[tuple[str, object, object]]:
     """Raises :class:`IncompatibleRun` for a refused change; returns the honoured ones as
     ``(flag, old, new)``."""
-    diffs = _differences(saved, cfg, RESUME_REFUSED)
-    if diffs:
-        raise IncompatibleRun(
-            f"{savedir} holds a run trained with other settings ({'; '.join(diffs)}); they "
-            "change what is learned, so it cannot go on with them: rerun with the run's "
-            "values to resume it, or start a new run with another --savedir")
-    now = cfg.to_dict()
-    return [(n, saved[n], now[n]) for n in RESUME_HONOURED if n in saved and saved[n] != now[n]]
+    refused = RESUME_REFUSED
+    if cfg.alpha_on and saved.get("alpha_on"):
+        refused = tuple(n for n in refused if n != "inner_lr")  # Meta-SGD learns its steps
+    return compat.check_resume({**UNSAVED_DEFAULTS, **saved}, cfg.to_dict(), savedir,
+                               refused=refused, honoured=RESUME_HONOURED, value=_value)
 
 
 def check_meta_test(saved: dict, cfg: Config, savedir: Path) -> None:
@@ -129,14 +111,3 @@ def dataset_classes(cfg: Config) -> dict:
     return {name: {split: split_class_names(name, split, cfg.data_root, cfg.image_size)
                    for split in get_spec(name, cfg.image_size).splits}
             for name in dict.fromkeys(cfg.id_dataset + cfg.ood_dataset)}
-
-
-def keep_metrics_until(path: Path, iteration: int) -> None:
-    """Drops the CSV rows logged after the checkpoint a run resumes from: those iterations
-    are trained again, and their rows would otherwise appear twice."""
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
-    if len(kept) != len(rows):
-        text = "".join(",".join(row) + "\r\n" for row in kept)  # csv's own line ending
-        write_text_atomic(path, text)

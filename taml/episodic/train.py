@@ -14,13 +14,12 @@ for writing before any work and locked while the run writes (:mod:`taml.run.fold
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,6 @@ from taml.episodic.balancing import gamma_table, omega_table, plot_tendencies
 from taml.episodic.build import (
     RandomStreams,
     build_learner,
-    evaluation_generator,
-    evaluation_rng,
     resolve_device,
     samplers_for,
     shard_count,
@@ -39,14 +36,9 @@ from taml.episodic.build import (
 from taml.episodic.config import Config
 from taml.episodic.evaluate import episode_accuracies, predictor_label
 from taml.episodic.learners.meta_learner import kl_support_sizes
-from taml.episodic.resume import (
-    IncompatibleRun,
-    check_classes,
-    check_resume,
-    dataset_classes,
-    keep_metrics_until,
-)
-from taml.run import checkpoint, distributed
+from taml.episodic.resume import check_classes, check_resume, dataset_classes
+from taml.run import checkpoint, compat, distributed
+from taml.run.compat import IncompatibleRun
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import (
@@ -58,13 +50,15 @@ from taml.run.folder import (
 )
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import RunLog
+from taml.run.records import MetricsCSV, RunLog, Window, due
+from taml.run.seeds import Stream, numpy_stream, torch_stream
 from taml.run.tensorboard import TensorBoard
 
 GRAD_CLIP = 3.0  # element-wise, as the original
 N_TABLE_TASKS = 10
 N_PLOT_TASKS = 100
 STATS = ("cross_entropy", "kl", "accuracy")
+METRIC_COLUMNS = ("iteration", *STATS, "seconds_per_iter")
 
 
 
@@ -82,9 +76,6 @@ def _diverged(cfg, iteration: int, objective: float, latest: Path, last_saved: i
             f"command with a lower --meta_lr to resume from it at that rate{advice}")
 
 
-VALIDATION_POSTERIOR = 4  # evaluation_generator's purpose for validation's MC samples
-
-
 def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> dict:
     """Validation accuracy per dataset and the score; with ``--n_val_mc_samples`` K > 0 the
     softmax averaged over K posterior samples from generators seeded by (seed, iteration,
@@ -96,12 +87,12 @@ def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> d
                 for name, sampler in samplers.items()]
     for position, (role, name, sampler) in enumerate(datasets):
         def batch_generator(index, position=position):
-            return evaluation_generator(cfg.seed, VALIDATION_POSTERIOR, iteration, position,
-                                        index)
+            return torch_stream(cfg.seed, Stream.VALIDATION_POSTERIOR, iteration, position,
+                                index)
 
         acc = episode_accuracies(
             learner, sampler, cfg.n_val_episodes, cfg.metabatch,
-            evaluation_rng(cfg.seed, 1, iteration), device,
+            numpy_stream(cfg.seed, Stream.VALIDATION, iteration), device,
             n_mc_samples=cfg.n_val_mc_samples, task_batching=cfg.task_batching,
             desc=f"validate {role}/{name}", progress=cfg.progress and world.is_main,
             world=world, batch_generator=batch_generator if cfg.n_val_mc_samples else None,
@@ -122,7 +113,8 @@ def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, save
     pairs = [("ID", id_val)] + ([("OOD", ood_val)] if ood_val else [])
     for flag, samplers in pairs:
         name, sampler = next(iter(samplers.items()))
-        batch = sampler.sample(N_PLOT_TASKS, evaluation_rng(cfg.seed, 2, iteration)).to(device)
+        tasks = numpy_stream(cfg.seed, Stream.TABLES, iteration)
+        batch = sampler.sample(N_PLOT_TASKS, tasks).to(device)
         values = {k: v.cpu().numpy() for k, v in learner.balancing_means(batch).items()}
         counts = batch.class_counts.cpu().numpy()
         log.line(f"\n{flag} ({name}, validation tasks, iteration {iteration})")
@@ -174,150 +166,161 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
             raise RunDirError(disk_full_message(error, where, "--savedir")) from None
 
 
-def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> dict:
-    shards = cfg.shards
-    learner = build_learner(cfg).to(device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.meta_lr)
-    mine = range(world.rank * shards // world.size, (world.rank + 1) * shards // world.size)
-    streams = [RandomStreams.from_seed(cfg.seed, shard) for shard in mine]
-    history: list[dict] = []
-    record = {"classes": classes, "changes": []}
-    start = 1
+@dataclass
+class _Resumed:
+    """Where a run starts: iteration ``start``, the validation history so far, the record
+    the checkpoints carry (classes, honoured flag changes), the changes of this resume."""
+
+    start: int = 1
+    history: list = field(default_factory=list)
+    record: dict = field(default_factory=dict)
+    changes: list = field(default_factory=list)
+    finished: dict | None = None  # the summary when there is nothing left to train
+
+
+def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
+            classes) -> _Resumed:
+    """Restores model, optimizer and streams from ``checkpoint.pt`` (rank 0 reads it: other
+    nodes need no copy), after refusing flags and data that do not fit the run."""
     latest = savedir / checkpoint.LATEST
     state = None
-    if world.is_main and latest.is_file():  # rank 0 reads it: other nodes need no copy
-        state = checkpoint.load(latest, device if world.size == 1 else "cpu")
+    if world.is_main and latest.is_file():
+        state = checkpoint.load(latest, device if world.size == 1 else "cpu",
+                                family="episodic")
     state = distributed.broadcast_object(state, world)
-    changes = []
-    if state is not None:
-        changes = check_resume(state["config"], cfg, savedir)
-        check_classes(state.get("classes"), classes, ("train", "valid"), savedir)
-        saved = state["random"]
-        saved = [saved] if isinstance(saved, dict) else saved  # a one-stream checkpoint
-        if len(saved) != shards:
-            raise IncompatibleRun(
-                f"{latest} was trained as {len(saved)} shard(s) per meta-batch and this run "
-                f"draws {shards}; resume with torchrun --nproc_per_node {len(saved)}, or "
-                f"with --shards {len(saved)}")
-        if state["iteration"] >= cfg.n_train_iters:  # nothing to do: change no file
-            if world.is_main:
-                print(f"note: the run in {savedir} is finished (iteration "
-                      f"{state['iteration']}, --n_train_iters {cfg.n_train_iters}): raise "
-                      "--n_train_iters to train it further, or run --mode meta_test",
-                      file=sys.stderr)
-            return {"iteration": state["iteration"], "validation": state["validation"],
-                    "savedir": str(savedir), "finished": True}
-        learner.load_state_dict(state["learner"])
-        optimizer.load_state_dict(state["optimizer"])
-        # the flag, not the saved rate: a lowered --meta_lr (the divergence advice) applies
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.meta_lr
-        for stream, shard in zip(streams, mine, strict=True):
-            stream.restore(saved[shard])
-        history = state["validation"]
-        start = state["iteration"] + 1
-        record["changes"] = state.get("changes", []) + [
-            {"iteration": start, "flag": f"--{name}", "old": old, "new": new}
-            for name, old, new in changes]
+    if state is None:
+        return _Resumed(record={"classes": classes, "changes": []})
+    changes = check_resume(state["config"], cfg, savedir)
+    check_classes(state.get("classes"), classes, ("train", "valid"), savedir)
+    saved = state["random"]
+    saved = [saved] if isinstance(saved, dict) else saved  # a one-stream checkpoint
+    if len(saved) != cfg.shards:
+        raise IncompatibleRun(
+            f"{latest} was trained as {len(saved)} shard(s) per meta-batch and this run "
+            f"draws {cfg.shards}; resume with torchrun --nproc_per_node {len(saved)}, or "
+            f"with --shards {len(saved)}")
+    if state["iteration"] >= cfg.n_train_iters:  # nothing to do: change no file
+        if world.is_main:
+            print(f"note: the run in {savedir} is finished (iteration {state['iteration']}, "
+                  f"--n_train_iters {cfg.n_train_iters}): raise --n_train_iters to train it "
+                  "further, or run --mode meta_test", file=sys.stderr)
+        return _Resumed(finished={"iteration": state["iteration"],
+                                  "validation": state["validation"],
+                                  "savedir": str(savedir), "finished": True})
+    learner.load_state_dict(state["learner"])
+    optimizer.load_state_dict(state["optimizer"])
+    # the flag, not the saved rate: a lowered --meta_lr (the divergence advice) applies
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.meta_lr
+    for stream, shard in zip(streams, mine, strict=True):
+        stream.restore(saved[shard])
+    start = state["iteration"] + 1
+    record = {"classes": classes,
+              "changes": compat.recorded(state.get("changes", []), changes, "iteration", start)}
+    return _Resumed(start, state["validation"], record, changes)
+
+
+def _meta_step(cfg, learner, optimizer, streams, sampler, device, world):
+    """One meta-iteration's gradients (clipped, summed over shards and ranks), its named
+    statistics summed over the meta-batch's tasks (objective: the mean over the whole
+    meta-batch; cross_entropy, kl, accuracy; non_finite: shards whose loss is not finite)
+    and the last shard's balancing variables (for TensorBoard)."""
+    params = list(learner.parameters())
+    shard_tasks = cfg.metabatch // cfg.shards
+    optimizer.zero_grad(set_to_none=True)
+    # every shard drawn first (episode streams only, so nothing else moves): the padded KL
+    # normaliser needs the whole meta-batch's largest support
+    batches = [sampler.sample(shard_tasks, stream.episodes).to(device) for stream in streams]
+    padded_size = None
+    if cfg.kl_normaliser == "padded":  # the original pads the meta-batch as one
+        padded_size = distributed.max_over_ranks(
+            max(int(b.support_sizes.max()) for b in batches), world, device)
+    zero = torch.zeros((), device=device)
+    totals = dict.fromkeys(("objective", *STATS, "non_finite"), zero)
+    shard_grads = []
+    for stream, batch in zip(streams, batches, strict=True):
+        kl_sizes = kl_support_sizes(batch, cfg.kl_normaliser, padded_size)
+        # the objective is the mean over the whole meta-batch: each shard's mean counts by
+        # its share of the tasks (x 1.0, exactly the single-stream loss, for one shard)
+        share = shard_tasks / cfg.metabatch
+        loss, per_task, outputs = learner.meta_backward(
+            batch, stream.posterior, kl_sizes, share, task_batching=cfg.task_batching)
+        shard = {"objective": loss * share, **{k: per_task[k].sum() for k in STATS},
+                 "non_finite": (~torch.isfinite(loss)).float()}
+        totals = {k: totals[k] + shard[k] for k in totals}
+        shard_grads.append([p.grad for p in params])
+        optimizer.zero_grad(set_to_none=True)
+    # each shard's gradient apart, then their sum in shard order: the sum the all-reduce over
+    # ranks forms, so one process with --shards K adds in the order of K processes (the
+    # tasks of a shard are summed one by one; another order changes the rounding)
+    for index, p in enumerate(params):
+        grads = [grads[index] for grads in shard_grads if grads[index] is not None]
+        p.grad = functools.reduce(torch.add, grads) if grads else None
+    # one collective for the gradients, the statistics and the divergence flag, so that every
+    # rank takes the same step, or stops at the same iteration
+    stats = distributed.sum_step([p.grad for p in params if p.grad is not None], totals, world)
+    for p in params:  # after the sum over ranks, as one process clips
+        if p.grad is not None:
+            p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
+    return stats, outputs.balancing
+
+
+def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> dict:
+    learner = build_learner(cfg).to(device)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.meta_lr)
+    mine = range(world.rank * cfg.shards // world.size,
+                 (world.rank + 1) * cfg.shards // world.size)
+    streams = [RandomStreams.from_seed(cfg.seed, shard) for shard in mine]
+    run = _resume(cfg, world, savedir, device, learner, optimizer, streams, mine, classes)
+    if run.finished:
+        return run.finished
+    latest = savedir / checkpoint.LATEST
     log = RunLog(savedir / "train.log" if world.is_main else os.devnull, echo=world.is_main)
     board = TensorBoard(savedir / "tensorboard" if cfg.tensorboard and world.is_main else None)
-    if state is not None:
-        log.line(f"Resuming from {latest} at iteration {state['iteration']}")
-        for name, old, new in changes:
-            log.line(f"  --{name} {old} -> {new} from iteration {start} (recorded in "
-                     f"{latest.name} and config.json)")
+    if run.start > 1:
+        log.line(f"Resuming from {latest} at iteration {run.start - 1}")
+        for line in compat.change_lines(run.changes, "iteration", run.start, latest.name):
+            log.line(line)
     else:
         log.line(json.dumps(cfg.to_dict()))
-    if world.is_main and (state is None or changes):
+    if world.is_main and (run.start == 1 or run.changes):
         write_json_atomic(savedir / "config.json", cfg.to_dict())
     # identical by construction (same seed, same checkpoint); rank 0's values make it certain
     distributed.broadcast_tensors(list(learner.state_dict().values()), world)
+    history, record = run.history, run.record
     best_score = max((h["score"] for h in history), default=-np.inf)
-    last_saved = start - 1
-
-    metrics_path = savedir / "train_metrics.csv"
-    new_csv = not metrics_path.is_file() or start == 1
-    if world.is_main and not new_csv:
-        keep_metrics_until(metrics_path, start - 1)
-    metrics_file = open(metrics_path if world.is_main else os.devnull,
-                        "w" if new_csv else "a", newline="")
-    metrics = csv.writer(metrics_file)
-    if new_csv:
-        metrics.writerow(["iteration", "cross_entropy", "kl", "accuracy", "seconds_per_iter"])
+    last_saved = run.start - 1
+    metrics = MetricsCSV(savedir / "train_metrics.csv", METRIC_COLUMNS, run.start - 1,
+                         enabled=world.is_main)
     names = list(id_train)
-    shard_tasks = cfg.metabatch // shards
-    window = {key: [] for key in STATS}
-    busy = 0.0  # seconds spent in meta-iterations since the last log line (no validation)
-    bar = progress_bar(range(start, cfg.n_train_iters + 1), initial=start - 1,
+    window = Window()
+    bar = progress_bar(range(run.start, cfg.n_train_iters + 1), initial=run.start - 1,
                        total=cfg.n_train_iters, desc=f"meta-train {cfg.method}",
                        enabled=cfg.progress and world.is_main, unit="it")
-    params = list(learner.parameters())
     learner.train()
     for iteration in bar:
         # multi-dataset: each meta-batch comes from one dataset, in turn (as the original)
         sampler = id_train[names[iteration % len(names)]]
         step_start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        # sums over this rank's tasks: objective, cross-entropy, kl, accuracy; bad shards
-        totals = torch.zeros(len(STATS) + 2, device=device)
-        # every shard drawn first (episode streams only, so nothing else moves): the
-        # padded KL normaliser needs the whole meta-batch's largest support
-        batches = [sampler.sample(shard_tasks, stream.episodes).to(device)
-                   for stream in streams]
-        padded_size = None
-        if cfg.kl_normaliser == "padded":  # the original pads the meta-batch as one
-            padded_size = distributed.max_over_ranks(
-                max(int(b.support_sizes.max()) for b in batches), world, device)
-        shard_grads = []
-        for stream, batch in zip(streams, batches, strict=True):
-            kl_sizes = kl_support_sizes(batch, cfg.kl_normaliser, padded_size)
-            # the objective is the mean over the whole meta-batch: each shard's mean counts
-            # by its share of the tasks (x 1.0, exactly the single-stream loss, for one shard)
-            share = shard_tasks / cfg.metabatch
-            loss, per_task, outputs = learner.meta_backward(
-                batch, stream.posterior, kl_sizes, share, task_batching=cfg.task_batching)
-            totals += torch.stack([loss * share, *(per_task[k].sum() for k in STATS),
-                                   (~torch.isfinite(loss)).to(totals.dtype)])
-            shard_grads.append([p.grad for p in params])
-            optimizer.zero_grad(set_to_none=True)
-        # each shard's gradient apart, then their sum in shard order: the sum the all-reduce
-        # over ranks forms, so one process with --shards K adds in the order of K processes
-        # (the tasks of a shard are summed one by one; another order changes the rounding)
-        for index, p in enumerate(params):
-            grads = [grads[index] for grads in shard_grads if grads[index] is not None]
-            p.grad = functools.reduce(torch.add, grads) if grads else None
-        # one collective for the gradients, the statistics and the divergence flag, so that
-        # every rank takes the same step, or stops at the same iteration
-        distributed.sum_in_place(
-            [p.grad for p in learner.parameters() if p.grad is not None] + [totals], world)
-        objective = totals[0].item()
-        if totals[-1].item() > 0:
-            metrics_file.close()
-            raise TrainingDiverged(_diverged(cfg, iteration, objective, latest, last_saved))
-        for p in learner.parameters():  # after the sum over ranks, as one process clips
-            if p.grad is not None:
-                p.grad.clamp_(-GRAD_CLIP, GRAD_CLIP)
+        stats, balancing = _meta_step(cfg, learner, optimizer, streams, sampler, device, world)
+        if stats["non_finite"] > 0:
+            metrics.close()
+            raise TrainingDiverged(
+                _diverged(cfg, iteration, stats["objective"], latest, last_saved))
         optimizer.step()
-        busy += time.perf_counter() - step_start
-
-        for key, total in zip(STATS, totals[1:-1].tolist(), strict=True):
-            window[key].append(total / cfg.metabatch)
-        bar.set_postfix(loss=f"{objective:.3f}", acc=f"{100 * window['accuracy'][-1]:.1f}")
-
+        window.add({k: stats[k] / cfg.metabatch for k in STATS},
+                   time.perf_counter() - step_start)
+        bar.set_postfix(loss=f"{stats['objective']:.3f}",
+                        acc=f"{100 * window.values['accuracy'][-1]:.1f}")
         if iteration % cfg.log_freq == 0:
-            means = {k: float(np.mean(v)) for k, v in window.items()}
-            seconds = busy / len(window["accuracy"])
+            means = {k: window.mean(k) for k in STATS}
             log.line(f"train  iter {iteration}: cross-entropy {means['cross_entropy']:.4f}, "
                      f"kl {means['kl']:.4f}, acc {100 * means['accuracy']:.2f} "
-                     f"({seconds:.2f} s/iter)")
-            metrics.writerow([iteration, means["cross_entropy"], means["kl"],
-                              means["accuracy"], seconds])
-            metrics_file.flush()
-            board.train(iteration, means, seconds)
-            board.balancing(iteration, outputs.balancing)
-            window = {k: [] for k in window}
-            busy = 0.0
-
+                     f"({window.seconds_per_step:.2f} s/iter)")
+            metrics.row([iteration, *means.values(), window.seconds_per_step])
+            board.train(iteration, means, window.seconds_per_step)
+            board.balancing(iteration, balancing)
+            window.reset()
         if iteration % cfg.val_freq == 0 and (id_val or ood_val):
             result = _validate(cfg, learner, id_val, ood_val, device, iteration, log, world)
             history.append(result)
@@ -329,18 +332,15 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                 state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
                 if world.is_main:
                     checkpoint.save_atomic(state, savedir / checkpoint.BEST)
-
         if ((cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val
                 and world.is_main):
             _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
-
-        if iteration % cfg.save_freq == 0 or iteration == cfg.n_train_iters:
+        if due(iteration, cfg.save_freq, cfg.n_train_iters):
             state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
             if world.is_main:
                 checkpoint.save_atomic(state, latest)
             last_saved = iteration
     bar.close()
-    metrics_file.close()
-    board.close()
-    log.close()
+    for closing in (metrics, board, log):
+        closing.close()
     return {"iteration": cfg.n_train_iters, "validation": history, "savedir": str(savedir)}

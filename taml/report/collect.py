@@ -2,8 +2,10 @@
 
 A run folder is one holding ``config.json``. A meta-learning run is finished once
 ``--mode meta_test`` wrote a ``test_step{n}_mc{s}[_{digest}].json``; each such file is one
-*measurement* (a run tested twice with other settings gives two). A biased-data run
-(``"family": "biased"`` in its config) is finished once ``--mode test`` wrote ``test.json``.
+*measurement* (a run tested twice with other settings gives two). A biased-data run is
+finished once ``--mode test`` wrote ``test.json``. The config's ``"family"`` key, which both
+families write, tells them apart (``"episodic"`` or ``"biased"``; an episodic folder written
+before the key existed has none); a folder of another family is named in a warning.
 A file that cannot be read is named in a warning and skipped; the rest is still reported.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taml.run.progress import bar as progress_bar
@@ -58,6 +60,17 @@ def _read_json(path: Path, warnings: list[str], expect: type):
     return data
 
 
+# the "family" key of a run's config.json -> the report's label of the family
+FAMILIES = {"episodic": "meta", "biased": "biased"}
+OLD_FAMILY = "episodic"  # folders written before configs had the key: the episodic ones
+
+
+def family_of(config: dict) -> str | None:
+    """The report's family label of a run's config ('meta' | 'biased'), None for another."""
+    family = config.get("family", OLD_FAMILY)
+    return FAMILIES.get(family) if isinstance(family, str) else None
+
+
 def _with_defaults(config: dict, family: str) -> dict:
     """The config with today's defaults for the fields it lacks: a run made before a flag
     existed ran with that flag's default, and must not look incomparable for it."""
@@ -65,7 +78,7 @@ def _with_defaults(config: dict, family: str) -> dict:
         from taml.biased.config import BiasedConfig as Defaults
     else:
         from taml.episodic.config import Config as Defaults
-    merged = {**asdict(Defaults()), **config}
+    merged = {**Defaults().to_dict(), **config}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 
 
@@ -121,7 +134,12 @@ def collect(root: Path, progress: bool = False) -> Collection:
         config = _read_json(config_path, found.warnings, dict)
         if config is None:
             continue
-        family = "biased" if config.get("family") == "biased" else "meta"
+        family = family_of(config)
+        if family is None:
+            found.warnings.append(f"skipped {config_path}: \"family\" is "
+                                  f"{config.get('family')!r}, not one of "
+                                  f"{', '.join(map(repr, FAMILIES))}")
+            continue
         config = _with_defaults(config, family)
         if family == "biased":
             test = run_dir / BIASED_TEST

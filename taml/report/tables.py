@@ -18,14 +18,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from taml.episodic.config import Config
+from taml.episodic.learners import (
+    ABLATIONS,
+    LEARNERS,
+    bayesian_taml,
+    maml,
+    meta_sgd,
+    method_name,
+    method_title,
+    switches_on,
+)
 from taml.report.collect import BIASED_SCORES, Measurement
 from taml.report.published import CITATION, RESULTS, published_setting
 
 IGNORED = {
     "meta": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
              "save_freq", "log_freq", "print_freq", "task_batching", "shards",
-             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard"},
+             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard", "family"},
     "biased": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
                "eval_every", "log_every", "save_every", "family", "tensorboard"},
 }
@@ -36,11 +45,10 @@ ROW_FIELDS = {
                "mwnet_hidden", "meta_optimizer", "meta_batch_size", "color_var",
                "lnl_lambda", "grl_factor", "pretrain_epochs"),
 }
-META_NAMES = {"maml": "MAML", "meta_sgd": "Meta-SGD", "taml": "Bayesian TAML",
-              "taml_alpha_omega": "Meta-SGD + ω", "taml_alpha_gamma": "Meta-SGD + γ",
-              "taml_alpha_z": "Meta-SGD + z"}
-MAIN_METHODS = ("maml", "meta_sgd", "taml")
-ABLATIONS = ("taml_alpha_omega", "taml_alpha_gamma", "taml_alpha_z")
+# names and titles: the learners' table (taml.episodic.learners)
+MAIN_METHODS = tuple(LEARNERS)  # Table 1's rows
+ABLATION_ENDS = (meta_sgd.NAME, bayesian_taml.NAME)  # each ablation table's first and last
+META_ORDER = (maml.NAME, meta_sgd.NAME, *ABLATIONS, bayesian_taml.NAME)
 BIASED_ORDER = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
 BIASED_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.",
                 "tail_recall": "tail recall"}
@@ -108,17 +116,13 @@ def _keys(m: Measurement) -> tuple[tuple, tuple]:
 def method_of(m: Measurement) -> str:
     if m.family == "biased":
         return str(m.settings.get("method", "?"))
-    s = m.settings
-    return Config(alpha_on=bool(s.get("alpha_on")), omega_on=bool(s.get("omega_on")),
-                  gamma_on=bool(s.get("gamma_on")), z_on=bool(s.get("z_on"))).method
+    return method_name(switches_on(m.settings))
 
 
 def method_label(method: str, family: str) -> str:
     if family == "biased":
         return method
-    if method in META_NAMES:
-        return META_NAMES[method]
-    return "switches " + ", ".join(method.split("_")[1:])  # e.g. taml_omega_gamma
+    return method_title(method)  # e.g. 'switches omega, gamma' for taml_omega_gamma
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -134,8 +138,7 @@ def _show(value) -> str:
 
 
 def _method_rank(method: str, family: str) -> tuple:
-    order = BIASED_ORDER if family == "biased" else (
-        ("maml", "meta_sgd") + ABLATIONS + ("taml",))
+    order = BIASED_ORDER if family == "biased" else META_ORDER
     return (order.index(method) if method in order else len(order), method)
 
 
@@ -174,7 +177,7 @@ def _published_rows(settings: dict, methods: list[str]) -> list[Row]:
     setting = published_setting(settings)
     if setting is None:
         return []
-    return [Row(f"{META_NAMES[m]} (published, {CITATION})", m,
+    return [Row(f"{method_title(m)} (published, {CITATION})", m,
                 {c: Cell(v, ci, "ci95" if ci is not None else "value", 1)
                  for c, (v, ci) in RESULTS[setting][m].items()}, published=True)
             for m in methods if m in RESULTS[setting]]
@@ -227,7 +230,7 @@ def build_tables(measurements: list[Measurement]) -> tuple[list[Table], list[str
             tables.append(Table(_title(family, settings), family, settings,
                                 _columns(family, settings, main), main, notes))
         if ablation:  # Meta-SGD and Bayesian TAML again, as the ablation's two ends
-            rows_ab = sorted([r for r in rows if r.method in ("meta_sgd", "taml")] + ablation,
+            rows_ab = sorted([r for r in rows if r.method in ABLATION_ENDS] + ablation,
                              key=lambda r: _method_rank(r.method, family))
             tables.append(Table("Ablation, " + _title(family, settings), family, settings,
                                 _columns(family, settings, rows_ab), rows_ab,

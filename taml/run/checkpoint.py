@@ -33,7 +33,17 @@ def save_atomic(state: dict, path: Path | str) -> None:
                               "resume, or choose another --savedir") from None
 
 
-def load(path: Path | str, device: torch.device | str = "cpu") -> dict:
+def family_of(config: dict) -> str:
+    """The family a saved config belongs to: its "family" key ("episodic" or "biased");
+    episodic configs written before the key existed have none."""
+    return config.get("family", "episodic")
+
+
+def load(path: Path | str, device: torch.device | str = "cpu", *,
+         family: str | None = None) -> dict:
+    """The checkpoint at ``path``: one reader for both families. An unreadable file, or
+    one that is not a taml checkpoint of ``family`` (when given), is a CheckpointError
+    naming the file and the fix."""
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:  # a checkpoint from elsewhere, truncated by a full disk...
@@ -42,7 +52,11 @@ def load(path: Path | str, device: torch.device | str = "cpu") -> dict:
             f"cannot read checkpoint {path} ({type(error).__name__}: {first[:120]}); delete "
             "it to start over, or point --savedir at another run"
         ) from None
-    if not isinstance(state, dict) or "learner" not in state or "config" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{path} is not a taml checkpoint; delete it to start over, or "
                               "point --savedir at another run")
+    found = family_of(state["config"])
+    if family is not None and found != family:
+        raise CheckpointError(f"{path} is a checkpoint of the {found} family's runs, not the "
+                              f"{family} family's; point --savedir at a run of this mode")
     return state

@@ -81,6 +81,17 @@ def sum_in_place(tensors: list[torch.Tensor], world: World) -> None:
         offset += t.numel()
 
 
+def sum_step(grads: list[torch.Tensor], statistics: dict[str, torch.Tensor],
+             world: World) -> dict[str, float]:
+    """A training step's one collective: ``grads`` summed over ranks in place together with
+    the step's named scalar statistics (so that every rank takes the same step, or stops at
+    the same one). Returns the statistics summed over ranks, in the gradients' dtype."""
+    dtype = grads[0].dtype if grads else torch.float64
+    packed = torch.stack([value.to(dtype) for value in statistics.values()])
+    sum_in_place([*grads, packed], world)
+    return dict(zip(statistics, packed.tolist(), strict=True))
+
+
 def max_over_ranks(value: int, world: World, device: torch.device) -> int:
     """The largest of every rank's ``value`` (an integer), on every rank."""
     if world.size == 1:

@@ -1,9 +1,14 @@
-"""A run's text log: every line to a file in --savedir and to the terminal."""
+"""A run's records: the text log (every line to a file in --savedir and to the terminal),
+the metrics CSV, and the window of step statistics each log line summarises."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
+
+import numpy as np
 
 from taml.run import progress
 from taml.run.folder import write_text_atomic
@@ -39,3 +44,75 @@ class RunLog:
                 write_text_atomic(self.path, "".join(t + "\n" for t in self.lines))
         else:
             self.handle.close()
+
+
+class MetricsCSV:
+    """``train_metrics.csv``, in one dialect for both families (commas, ``\\n`` line ends),
+    one row per log line, the first column the iteration or step. A resumed run first cuts
+    the file back to the rows at or before the checkpoint it resumes from (the steps after
+    it are trained again and would otherwise appear twice) and rewrites what it keeps in
+    this dialect, so a file begun by an older version (``\\r\\n``) becomes uniform."""
+
+    def __init__(self, path: Path | str, columns: tuple[str, ...], resumed_at: int,
+                 enabled: bool = True):
+        path = Path(path)
+        if not enabled:
+            self.handle = open(os.devnull, "w")
+        elif resumed_at > 0 and path.is_file():
+            with open(path, newline="") as handle:
+                rows = list(csv.reader(handle))[1:]
+            kept = [row for row in rows if row and int(row[0]) <= resumed_at]
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows([columns, *kept])
+            write_text_atomic(path, text.getvalue())
+            self.handle = open(path, "a", newline="")
+        else:
+            self.handle = open(path, "w", newline="")
+            csv.writer(self.handle, lineterminator="\n").writerow(columns)
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+
+    def row(self, values: list) -> None:
+        self.writer.writerow(values)
+        self.handle.flush()  # a crash loses no logged row
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class Window:
+    """The named statistics of the steps since the last log line: running sums (added in
+    step order), the per-step values, and the seconds the steps themselves took
+    (validation, evaluation and checkpoints excluded)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.values: dict[str, list[float]] = {}
+        self.steps = 0
+        self.busy = 0.0
+
+    def add(self, statistics: dict[str, float], seconds: float) -> None:
+        for name, value in statistics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.values.setdefault(name, []).append(value)
+        self.steps += 1
+        self.busy += seconds
+
+    def mean(self, name: str) -> float:
+        """The mean over steps of a per-step value."""
+        return float(np.mean(self.values[name]))
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """A ratio of sums (e.g. correct / examples: the window's accuracy)."""
+        return self.sums[numerator] / self.sums[denominator]
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.busy / max(self.steps, 1)
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """Whether step ``step`` logs / evaluates / saves: every ``every`` steps, and the last."""
+    return step % every == 0 or step == last

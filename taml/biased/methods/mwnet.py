@@ -134,6 +134,10 @@ class MWNet:
         self._place_like(next(iter(state["vnet"].values())))
         self.vnet.load_state_dict(state["vnet"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # the flag, not the saved rate: a resume honours a lowered --meta_lr (the divergence
+        # advice); unchanged, this is the rate the optimizer already had
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hp.meta_lr
 
     def summary(self) -> dict:
         """``weight_curve``: (losses, V(losses)) on 0..10, the paper's Fig. 1f."""

@@ -16,15 +16,7 @@ sample per task in meta-training; posterior means (or the softmax averaged over
 --z_on``; any of ω, γ, z can be switched on alone for the paper's ablations.
 """
 
-from __future__ import annotations
-
-from taml.episodic.learners.inner_loop import InnerLoopConfig
-from taml.episodic.learners.meta_learner import MetaLearner, Switches
-
-SWITCHES = Switches(alpha_on=True, omega_on=True, gamma_on=True, z_on=True)
-
-
-def build(image_size: int, way: int, max_shot: int, inner: InnerLoopConfig,
-          seed: int = 0, omega_reads_statistics: bool = False) -> MetaLearner:
-    return MetaLearner(SWITCHES, image_size, way, max_shot, inner,
-                       omega_reads_statistics=omega_reads_statistics, seed=seed)
+NAME = "taml"  # run folders and report rows (taml.episodic.learners.method_name)
+TITLE = "Bayesian TAML"  # the report's tables
+# the switches it turns on (Config's --<switch> flags, meta_learner.Switches' fields)
+SWITCHES: tuple[str, ...] = ("alpha_on", "omega_on", "gamma_on", "z_on")

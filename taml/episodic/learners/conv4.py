@@ -25,7 +25,9 @@ BN_EPS = 1e-3  # the original's tf.contrib.layers.batch_norm default
 CONV_KEYS = tuple(f"conv{l}_{p}" for l in range(1, N_BLOCKS + 1) for p in ("w", "b"))
 DENSE_KEYS = ("dense_w", "dense_b")
 ADAPTED_KEYS = CONV_KEYS + DENSE_KEYS  # what the inner loop updates, in layer order
-# --precision: the conv blocks' compute type under autocast; everything else stays float32
+# --precision's names (the config's choices, taml.episodic.config.PRECISIONS) -> the conv
+# blocks' compute type under autocast (None: float32, no autocast); everything else stays
+# float32
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 

@@ -10,14 +10,7 @@ second-order through the inner steps (``--first_order`` drops the second-order t
 In taml: the shared inner loop with every switch off.
 """
 
-from __future__ import annotations
-
-from taml.episodic.learners.inner_loop import InnerLoopConfig
-from taml.episodic.learners.meta_learner import MetaLearner, Switches
-
-SWITCHES = Switches()
-
-
-def build(image_size: int, way: int, max_shot: int, inner: InnerLoopConfig,
-          seed: int = 0) -> MetaLearner:
-    return MetaLearner(SWITCHES, image_size, way, max_shot, inner, seed=seed)
+NAME = "maml"  # run folders and report rows (taml.episodic.learners.method_name)
+TITLE = "MAML"  # the report's tables
+# the switches it turns on (Config's --<switch> flags, meta_learner.Switches' fields)
+SWITCHES: tuple[str, ...] = ()

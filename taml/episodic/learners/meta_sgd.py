@@ -9,14 +9,7 @@ MAML with a learned step size per parameter, α (same shape as θ, initialised t
 one column shared by every class (labels are arbitrary per task). In taml: ``--alpha_on``.
 """
 
-from __future__ import annotations
-
-from taml.episodic.learners.inner_loop import InnerLoopConfig
-from taml.episodic.learners.meta_learner import MetaLearner, Switches
-
-SWITCHES = Switches(alpha_on=True)
-
-
-def build(image_size: int, way: int, max_shot: int, inner: InnerLoopConfig,
-          seed: int = 0) -> MetaLearner:
-    return MetaLearner(SWITCHES, image_size, way, max_shot, inner, seed=seed)
+NAME = "meta_sgd"  # run folders and report rows (taml.episodic.learners.method_name)
+TITLE = "Meta-SGD"  # the report's tables
+# the switches it turns on (Config's --<switch> flags, meta_learner.Switches' fields)
+SWITCHES: tuple[str, ...] = ("alpha_on",)

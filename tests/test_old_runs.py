@@ -1,0 +1,193 @@
+"""Run folders written before the restructure still meta-test, resume, test and report.
+
+The folders are made by ``tests/old_runs.py`` in the format of commit 11d8061 (the last one
+before the modules moved), spelled out there key by key; today's code must read them as
+they are, and what it writes when it goes on with them must keep that format."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+import main as cli
+
+from . import old_runs
+
+
+@pytest.fixture(scope="module")
+def old_data_root(tmp_path_factory):
+    return old_runs.write_data_root(tmp_path_factory.mktemp("old_runs_data"))
+
+
+def run_main(argv, capfd) -> tuple[int, str]:
+    capfd.readouterr()
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse
+        rc = stop.code if isinstance(stop.code, int) else 1
+    out, err = capfd.readouterr()
+    return rc, out + err
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def csv_lines(path, ending: str) -> list[str]:
+    data = path.read_bytes().decode("utf-8")
+    assert data.endswith(ending)
+    lines = data[:-len(ending)].split(ending)
+    assert all("\r" not in line and "\n" not in line for line in lines)  # one line ending
+    return lines
+
+
+def same_structure(new, old, where="checkpoint"):
+    """The same dict keys, the same tensor shapes and dtypes, all the way down; each item
+    of a list shaped as the old list's first one (histories grow)."""
+    if isinstance(old, dict):
+        assert isinstance(new, dict), where
+        if where.endswith("['optimizer']['state']"):  # by parameter index, those with a grad
+            assert set(new) >= set(old), where
+            for key, item in new.items():
+                if key in old:
+                    same_structure(item, old[key], f"{where}[{key!r}]")
+                else:
+                    assert set(item) == set(next(iter(old.values()))), f"{where}[{key!r}]"
+            return
+        assert set(new) == set(old), where
+        for key in old:
+            same_structure(new[key], old[key], f"{where}[{key!r}]")
+    elif isinstance(old, list | tuple):
+        assert type(new) is type(old), where
+        for index, item in enumerate(new if old else []):
+            same_structure(item, old[0], f"{where}[{index}]")
+    elif isinstance(old, torch.Tensor):
+        assert isinstance(new, torch.Tensor), where
+        assert (new.shape, new.dtype) == (old.shape, old.dtype), where
+    else:
+        assert type(new) is type(old) or {type(new), type(old)} <= {int, float}, where
+
+
+@pytest.mark.parametrize("method", ["maml", "taml"])
+def test_meta_test_reads_an_old_episodic_run(method, old_data_root, tmp_path, capfd):
+    savedir = old_runs.write_episodic_run(tmp_path / "run", old_data_root, method)
+    (savedir / "test_step1_mc0.json").unlink()  # the old result, written again below
+    rc, out = run_main(old_runs.episodic_argv("meta_test", savedir, old_data_root, method),
+                       capfd)
+    assert rc == 0, out
+    assert "Meta-test model at iteration 2 (best.pt: best validation score)" in out
+    report = json.loads((savedir / "test_step1_mc0.json").read_text())
+    assert (report["checkpoint"], report["iteration"]) == ("best.pt", 2)
+    assert [(r["role"], r["dataset"], r["n_episodes"]) for r in report["results"]] == [
+        ("id", "synthetic", 6), ("ood", "synthetic_ood", 6)]
+    for result in report["results"]:
+        assert math.isfinite(result["accuracy"]) and 0 <= result["accuracy"] <= 100
+        assert math.isfinite(result["ci95"])
+
+
+@pytest.mark.parametrize("method", ["maml", "taml"])
+def test_meta_train_resumes_an_old_episodic_run(method, old_data_root, tmp_path, capfd):
+    savedir = old_runs.write_episodic_run(tmp_path / "run", old_data_root, method)
+    old = load(savedir / "checkpoint.pt")
+    old_log = (savedir / "train.log").read_text()
+    argv = old_runs.episodic_argv("meta_train", savedir, old_data_root, method,
+                                  "--n_train_iters", "5")
+    rc, out = run_main(argv, capfd)
+    assert rc == 0, out
+
+    log = (savedir / "train.log").read_text()
+    assert log.startswith(old_log)  # appended to
+    assert f"Resuming from {savedir / 'checkpoint.pt'} at iteration 2" in log
+    assert "--n_train_iters 4 -> 5 from iteration 3" in log
+    # the rows up to the checkpoint kept as they were, row 3 (logged after it) trained
+    # again, each iteration once; the old file's "\r\n" rewritten in the one dialect, "\n"
+    lines = csv_lines(savedir / "train_metrics.csv", "\n")
+    assert lines[0] == old_runs.EPISODIC_CSV_HEADER
+    assert lines[1:3] == old_runs.EPISODIC_CSV_ROWS[method][:2]
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5]
+
+    new = load(savedir / "checkpoint.pt")
+    # the one key new runs add to the config: the family the report tells runs apart by
+    assert new["config"].pop("family") == "episodic"
+    same_structure(new, old)
+    assert new["iteration"] == 5
+    assert new["validation"][0] == old["validation"][0]
+    assert [v["iteration"] for v in new["validation"]] == [2, 4]
+    assert new["changes"] == [{"iteration": 3, "flag": "--n_train_iters", "old": 4, "new": 5}]
+    assert all(torch.isfinite(t).all() for t in new["learner"].values())
+    config = json.loads((savedir / "config.json").read_text())
+    assert list(config) == [*old_runs.episodic_config(method, savedir, old_data_root),
+                            "family"]
+    assert config["n_train_iters"] == 5
+    validation = json.loads((savedir / "validation.json").read_text())
+    assert validation == new["validation"]
+
+
+def test_biased_test_reads_an_old_run(old_data_root, tmp_path, capfd):
+    savedir = old_runs.write_biased_run(tmp_path / "run", old_data_root)
+    old_report = json.loads((savedir / "test.json").read_text())
+    (savedir / "test.json").unlink()
+    rc, out = run_main(old_runs.biased_argv("test", savedir, old_data_root), capfd)
+    assert rc == 0, out
+    report = json.loads((savedir / "test.json").read_text())
+    assert set(report) == set(old_report)
+    assert report["step"] == 2 and report["checkpoint"] == str(savedir / "checkpoint.pt")
+    assert report["n_test"] == old_runs.GLYPH_TEST
+    assert report["train_counts"] == old_runs.GLYPH_TRAIN_COUNTS
+    for key in ("accuracy", "balanced_accuracy"):
+        assert math.isfinite(report[key]) and 0 <= report[key] <= 1
+
+
+def test_biased_train_resumes_an_old_run(old_data_root, tmp_path, capfd):
+    savedir = old_runs.write_biased_run(tmp_path / "run", old_data_root)
+    old = load(savedir / "checkpoint.pt")
+    old_config = json.loads((savedir / "config.json").read_text())
+    rc, out = run_main(old_runs.biased_argv("train", savedir, old_data_root, "--steps", "6"),
+                       capfd)
+    assert rc == 0, out
+
+    log = (savedir / "train.log").read_text()
+    assert f"Resuming from {savedir / 'checkpoint.pt'} at step 2" in log
+    lines = csv_lines(savedir / "train_metrics.csv", "\n")
+    assert lines[0] == old_runs.BIASED_CSV_HEADER
+    assert lines[1:3] == old_runs.BIASED_CSV_ROWS[:2]
+    with open(savedir / "train_metrics.csv", newline="") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4, 5, 6]
+
+    new = load(savedir / "checkpoint.pt")
+    # "changes" may be new (a record of the honoured --steps); the rest is the old format
+    same_structure({k: v for k, v in new.items() if k != "changes"}, old)
+    assert new["step"] == 6
+    assert [e["step"] for e in new["eval"]] == [2, 4, 6]
+    assert new["eval"][0] == old["eval"][0]
+    assert [w["step"] for w in new["weights"]] == [1, 2, 3, 4, 5, 6]
+    assert all(torch.isfinite(t).all() for t in new["model"].values())
+    assert list(json.loads((savedir / "config.json").read_text())) == list(old_config)
+    assert [e["step"] for e in json.loads((savedir / "eval.json").read_text())] == [2, 4, 6]
+    weights = json.loads((savedir / "weights.json").read_text())
+    assert [h["step"] for h in weights["history"]] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((savedir / "test.json").read_text())["step"] == 6
+
+
+def test_report_renders_old_runs_of_both_families(old_data_root, tmp_path, capfd):
+    root = tmp_path / "results"
+    for method in old_runs.SWITCHES:
+        old_runs.write_episodic_run(root / method, old_data_root, method)
+    old_runs.write_biased_run(root / "erm", old_data_root)
+    out_dir = tmp_path / "report"
+    rc, out = run_main(["--mode", "report", "--savedir", root, "--out", out_dir,
+                        "--no_progress"], capfd)
+    assert rc == 0, out
+    for name in ("report.md", "report.csv", "report.png"):
+        assert (out_dir / name).is_file(), name
+    assert len(list((out_dir / "curves").glob("*.png"))) == 3  # maml, taml, erm
+    text = (out_dir / "report.md").read_text()
+    (id_acc, id_ci), (ood_acc, ood_ci) = (old_runs.EPISODIC_TEST[r] for r in ("id", "ood"))
+    row = f"| {id_acc:.2f} ± {id_ci:.2f} | {ood_acc:.2f} ± {ood_ci:.2f} |"
+    assert f"| MAML {row}" in text and f"| Bayesian TAML {row}" in text
+    accuracy = f"{100 * old_runs.BIASED_TEST_ACCURACY:.2f} (n=1)"
+    assert f"| erm | {accuracy} | {accuracy} |" in text
