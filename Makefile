@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The commands of the README: `make demo`, `make demo-biased` and `make test`.
 # Each creates .venv on first use (scripts/install.sh) and reuses it after.
 PY := .venv/bin/python
 

@@ -15,7 +15,7 @@ the same EpisodeBatch objects, in one process; the table gives medians over the 
 after warm-up, the speed-up over learn2learn in the first precision (fp32: learn2learn as
 people run it), and the relative error (L2 norm) of each precision's first meta-gradient
 against the first precision's (same parameters, batch and posterior noise). Random uint8
-images laid out as a meta-train split: no dataset needed. The run ends with the README's
+images laid out as a meta-train split: no dataset needed. The run ends with docs/benchmarks.md's
 markdown tables.
 
 learn2learn's MAML (``l2l.algorithms.MAML``, second order unless --first_order) adapts an
@@ -407,7 +407,7 @@ def print_table(shape: str, result: dict, peaks: dict[str, float]) -> None:
 
 
 def markdown_table(result: dict, peaks: dict[str, float]) -> str:
-    """The README's table: one row per variant, for each precision s/iter, speed-up over
+    """docs/benchmarks.md's table: one row per variant, for each precision s/iter, speed-up over
     learn2learn's first precision (fp32: learn2learn as people run it), peak MB, GFLOP/s
     and % of that precision's measured matmul peak; and the meta-gradient's relative error
     against the first precision."""
@@ -507,7 +507,7 @@ def main(argv=None) -> dict:
         for shape in shapes:
             print_table(shape, results["shapes"][shape], results["peak_gflops"])
         for shape in shapes:
-            print(f"\n{shape}, for the README:\n"
+            print(f"\n{shape}, for docs/benchmarks.md:\n"
                   + markdown_table(results["shapes"][shape], results["peak_gflops"]))
     write_results(args.json, results)
     return results

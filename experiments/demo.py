@@ -14,7 +14,7 @@ re-running resumes or, when finished, only re-tests. ``summary.json`` records th
 and the demo's wall time, which it also prints.
 
 The schedule is scaled down from the paper's (50 000 iterations, 1..50 shots, 15 queries)
-to run in minutes on 2 CPU cores; see README.md for the full-size commands.
+to run in minutes on 2 CPU cores; docs/running.md has the full-size commands.
 """
 
 from __future__ import annotations
@@ -25,23 +25,20 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from taml.episodic.config import parse_config
+from taml.episodic.balancing import BALANCING_FILE, table_lines
+from taml.episodic.config import PRECISIONS, parse_config
 from taml.episodic.evaluate import meta_test, predictor_label
-from taml.episodic.learners.conv4 import PRECISIONS
+from taml.episodic.learners import LEARNERS, bayesian_taml
 from taml.episodic.train import meta_train
 
-BAYESIAN_SWITCHES = ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]
-# the paper's Table 1 rows: name -> (run folder, switches)
-METHODS = {
-    "MAML": ("maml", []),
-    "Meta-SGD": ("meta_sgd", ["--alpha_on"]),
-    "Bayesian TAML": ("taml", BAYESIAN_SWITCHES),
-}
+# the paper's Table 1 rows, from the learners' name table: title -> (run folder, switches)
+METHODS = {title: (name, [f"--{switch}" for switch in switches])
+           for name, (title, switches) in LEARNERS.items()}
 STOCHASTIC_SWITCHES = ("--omega_on", "--gamma_on", "--z_on")  # posterior-sampled variables
 
 DEFAULT_ITERS = 200
 QUICK_ITERS = 4
-LONGER_ITERS = 600  # the longer run the schedule note and README.md describe
+LONGER_ITERS = 600  # the longer run the schedule note prints (docs/demo.md)
 # posterior samples of Bayesian TAML's meta-test: the runfiles' value
 # (runfiles/experiment.sh: --n_mc_samples 10 for every Bayesian TAML variant)
 MC_SAMPLES = 10
@@ -140,32 +137,23 @@ def tested_with(switches: list[str], s: DemoSettings) -> str:
 
 
 def schedule_note(longer: DemoSettings) -> str:
-    """Printed under the table: what the short schedule shows and hides, and the command
-    of the longer run with the schedule it really runs."""
+    """Printed under the table: where its reading is (the measurements live in the docs,
+    not in this code) and the command of the longer run with the schedule it really runs."""
     return (
-        "Read with docs/studies.md (python -m experiments.study, three seeds at these settings):\n"
-        "Bayesian TAML's gain from 10 MC samples is an ensemble effect (one sample or the\n"
-        "posterior means do not have it), largest out of distribution; z and gamma slow its\n"
-        "start (noise on the inner loop while their posteriors are wide). Longer: python -m\n"
-        f"experiments.demo --n_train_iters {longer.n_train_iters} "
-        f"(validated every {longer.val_freq} "
-        f"iterations on {longer.n_val_episodes} episodes, tested\non "
-        f"{longer.n_test_episodes})."
+        "How to read this table (measured over seeds, with the commands): docs/demo.md and\n"
+        "docs/studies.md. Longer: python -m experiments.demo --n_train_iters "
+        f"{longer.n_train_iters}\n(validated every {longer.val_freq} iterations on "
+        f"{longer.n_val_episodes} episodes, tested on {longer.n_test_episodes})."
     )
 
 
-def last_balancing_tables(train_log: Path) -> str:
-    """The last ID/OOD balancing printout of a run's train.log."""
-    text = train_log.read_text()
-    start = text.rfind("\nID (")
-    if start < 0:
-        return ""
-    lines = []
-    for line in text[start + 1 :].splitlines():
-        if line.startswith(("train ", "val ", "Resuming")):
-            break
-        lines.append(line)
-    return "\n".join(lines).rstrip()
+def balancing_tables(run_dir: Path) -> str:
+    """The γ/ω tables of the run's last balancing printout, from its balancing.json (the
+    same text as train.log's)."""
+    path = run_dir / BALANCING_FILE
+    if not path.exists():
+        return f"(no {path}: the run predates it; re-train to print the tables)"
+    return "\n".join(table_lines(json.loads(path.read_text()))).lstrip("\n").rstrip()
 
 
 def comparison_table(results: dict[str, dict], tested: dict[str, str], id_name: str,
@@ -222,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     note = schedule_note(demo_settings(LONGER_ITERS))
     table = comparison_table(results, tested, settings.id_dataset, settings.ood_dataset)
-    tables = last_balancing_tables(savedir / "taml" / "train.log")
+    bayesian_dir = savedir / bayesian_taml.NAME
+    tables = balancing_tables(bayesian_dir)
     print(f"\n=== Meta-test accuracy (%), mean ± 95% CI over {settings.n_test_episodes} "
           "episodes per dataset ===")
     print(table)
@@ -231,8 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(tables)
     print("\nTime (meta-train + meta-test): "
           + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()))
-    print(f"\nPlots: {savedir / 'taml' / 'balancing_id.png'}, "
-          f"{savedir / 'taml' / 'balancing_ood.png'}")
+    print(f"\nPlots: {bayesian_dir / 'balancing_id.png'}, {bayesian_dir / 'balancing_ood.png'}")
     wall_seconds = time.perf_counter() - wall_start
     summary = {
         "settings": {**asdict(settings),

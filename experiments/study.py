@@ -1,4 +1,4 @@
-"""Ablation studies at the demo's settings, several seeds, as README.md reports them.
+"""Ablation studies at the demo's settings, several seeds, as docs/studies.md reports them.
 
     python -m experiments.study --study variables [--seeds 0 1 2] [--workers 2]
     python -m experiments.study --study schedule --n_train_iters 600

@@ -49,7 +49,7 @@ def untrained_accuracy(cfg) -> float:
 @pytest.mark.parametrize(
     ("method", "switches", "margin"),
     [
-        # MAML with an inner step suited to a 60-iteration run (see README, "The demo")
+        # MAML with an inner step suited to a 60-iteration run (docs/demo.md)
         ("maml", ["--inner_lr", "0.05"], 15.0),
         # measured: MAML 37.6% before -> 64.5% after; Bayesian TAML 26.7% -> 41.1% (its
         # α starts at 0.01 and its posterior samples are noisy early: it starts slower)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from experiments import study
-from experiments.demo import BAYESIAN_SWITCHES
+from experiments.demo import METHODS
 
 
 def test_the_variables_study_isolates_each_balancing_variable_on_meta_sgd():
@@ -16,7 +16,8 @@ def test_the_variables_study_isolates_each_balancing_variable_on_meta_sgd():
                          ("Meta-SGD + γ", "--gamma_on")):
         assert chosen[name].switches == ("--alpha_on", switch)
         assert chosen[name].test_mc == (0, 1, 10)  # means, one sample, the demo's samples
-    assert chosen["Bayesian TAML"].switches == tuple(BAYESIAN_SWITCHES)
+    assert chosen["Bayesian TAML"].switches == ("--alpha_on", "--omega_on", "--gamma_on", "--z_on")
+    assert chosen["Bayesian TAML"].switches == tuple(METHODS["Bayesian TAML"][1])
 
 
 def test_the_schedule_study_compares_normalisers_and_validation_predictors():

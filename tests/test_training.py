@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from taml.episodic.balancing import gamma_table, omega_table
+from experiments.demo import balancing_tables as demo_balancing_tables
+from taml.episodic.balancing import BALANCING_FILE, gamma_table, omega_table, table_lines
 from taml.episodic.config import parse_config
 from taml.episodic.evaluate import confidence_interval, meta_test
 from taml.episodic.resume import IncompatibleRun
@@ -77,6 +78,14 @@ def test_meta_test_reports_mean_and_ci_and_writes_files(data_root, tmp_path):
         assert (savedir / name).is_file(), name
     log = (savedir / "train.log").read_text()
     assert "*** Gamma for task imbalance ***" in log and "*** Omega for class imbalance" in log
+    # balancing.json holds the last printout's values, and renders as train.log printed it
+    # (the demo reads the file, not the log)
+    record = json.loads((savedir / BALANCING_FILE).read_text())
+    assert record["iteration"] == 4 and [e["role"] for e in record["sets"]] == ["ID", "OOD"]
+    printout = "\n".join(table_lines(record)) + "\n"
+    assert printout in log
+    assert log.rindex(printout) > log.rindex("iteration 2)")
+    assert demo_balancing_tables(savedir) == printout.strip()
     report = meta_test(config(data_root, savedir, "--mode", "meta_test", "--n_steps", "2",
                               "--n_mc_samples", "2", *flags))
     assert [(r["role"], r["dataset"]) for r in report["results"]] == [("id", "cifar"),

@@ -14,6 +14,36 @@ from pathlib import Path
 import numpy as np
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense")
+# the run folder's file of the last printout's values (read by the demo and by report
+# tools instead of the text of train.log)
+BALANCING_FILE = "balancing.json"
+
+
+def balancing_record(iteration: int, sets: list[tuple[str, str, np.ndarray, dict]],
+                     n_table_tasks: int) -> dict:
+    """The JSON of one printout. ``sets``: (``"ID"``/``"OOD"``, dataset, class counts
+    ``[T, way]``, {"gamma": exp(γ) ``[T, 5]``, "omega": softmax(ω) ``[T, way]``}); the
+    tables show the first ``n_table_tasks`` tasks, the record keeps them all (the plots')."""
+    return {"iteration": iteration, "n_table_tasks": n_table_tasks, "layers": list(LAYERS),
+            "sets": [{"role": role, "dataset": dataset, "class_counts": counts.tolist(),
+                      **{key: value.tolist() for key, value in values.items()}}
+                     for role, dataset, counts, values in sets]}
+
+
+def table_lines(record: dict) -> list[str]:
+    """The printout of a :func:`balancing_record`: per set a blank line, its heading, the
+    γ table and the ω table (those switched on), as train.log holds them."""
+    lines: list[str] = []
+    n = record["n_table_tasks"]
+    for entry in record["sets"]:
+        counts = np.asarray(entry["class_counts"])[:n]
+        lines += ["", f"{entry['role']} ({entry['dataset']}, validation tasks, "
+                      f"iteration {record['iteration']})"]
+        if "gamma" in entry:
+            lines += gamma_table(counts.sum(1), np.asarray(entry["gamma"])[:n])
+        if "omega" in entry:
+            lines += omega_table(counts, np.asarray(entry["omega"])[:n])
+    return lines
 
 
 def gamma_table(support_sizes: np.ndarray, gamma: np.ndarray) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taml.episodic.balancing import gamma_table, omega_table, plot_tendencies
+from taml.episodic.balancing import BALANCING_FILE, balancing_record, plot_tendencies, table_lines
 from taml.episodic.build import (
     RandomStreams,
     build_learner,
@@ -110,24 +110,24 @@ def _validate(cfg, learner, id_val, ood_val, device, iteration, log, world) -> d
 
 
 def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir) -> None:
+    """Logs the γ/ω tables of the first validation dataset of each role, plots their
+    tendencies, and writes the values to the run folder's balancing.json."""
     pairs = [("ID", id_val)] + ([("OOD", ood_val)] if ood_val else [])
+    sets = []
     for flag, samplers in pairs:
         name, sampler = next(iter(samplers.items()))
         tasks = numpy_stream(cfg.seed, Stream.TABLES, iteration)
         batch = sampler.sample(N_PLOT_TASKS, tasks).to(device)
         values = {k: v.cpu().numpy() for k, v in learner.balancing_means(batch).items()}
         counts = batch.class_counts.cpu().numpy()
-        log.line(f"\n{flag} ({name}, validation tasks, iteration {iteration})")
-        if "gamma" in values:
-            for line in gamma_table(counts[:N_TABLE_TASKS].sum(1),
-                                    values["gamma"][:N_TABLE_TASKS]):
-                log.line(line)
-        if "omega" in values:
-            for line in omega_table(counts[:N_TABLE_TASKS], values["omega"][:N_TABLE_TASKS]):
-                log.line(line)
+        sets.append((flag, name, counts, values))
         plot_tendencies(savedir / f"balancing_{flag.lower()}.png",
                         f"{flag} {name}: {N_PLOT_TASKS} validation tasks, iteration {iteration}",
                         counts, values)
+    record = balancing_record(iteration, sets, N_TABLE_TASKS)
+    for line in table_lines(record):
+        log.line(line)
+    write_json_atomic(savedir / BALANCING_FILE, record)
 
 
 def _state(cfg, learner, optimizer, streams, iteration, history, world, record) -> dict:

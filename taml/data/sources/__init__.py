@@ -192,7 +192,7 @@ def learn2learn_module(name: str):
     except ImportError as error:
         raise DatasetError(
             f"this dataset uses learn2learn, which is not installed ({error}). Install it "
-            "with scripts/install.sh (see README)."
+            "with scripts/install.sh (docs/install.md)."
         ) from error
 
 
