@@ -151,28 +151,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         return LNLTrainer(model, lr, cfg.momentum, cfg.weight_decay, cfg.lnl_lambda,
                           cfg.grl_factor)
 
-    state = records.load_checkpoint("cpu")
-    evals, start, changes = [], 1, []
-    if state is not None:
-        honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
-                                       refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
-        model.load_state_dict(state["model"])
-        start = state["step"] + 1
-        trainer = make_trainer(state["step"])  # the phase that saved it
-        trainer.load_state_dict(state["trainer"])
-        stream.restore(state["random"]["batches"])
-        torch.set_rng_state(state["random"]["torch"])
-        evals = state["eval"]
-        changes = compat.recorded(state.get("changes", []), honoured, "step", start)
-        records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
-        for line in compat.change_lines(honoured, "step", start, records.checkpoint_path.name):
-            records.log.line(line)
-        if honoured:
-            records.write_json("config.json", cfg.to_dict())
-    else:
-        trainer = make_trainer(1)
-        records.write_json("config.json", cfg.to_dict())
-        records.log.line(json.dumps(cfg.to_dict()))
+    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream)
+    if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
                          f"epoch, {pre_steps} pre-training and {total - pre_steps} more steps")
@@ -196,27 +176,14 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
             out = trainer.plain_step(x, y)
         else:
             out = trainer.unlearn_step(x, y) if unlearning else trainer.pretrain_step(x, y)
-        if not np.isfinite(out["loss"]) or not np.isfinite(out.get("colour_loss", 0.0)):
-            records.close()
-            raise TrainingDiverged(
-                f"step {step}: the loss is not finite. The last good checkpoint "
-                f"({records.checkpoint_path}, step {last_saved}) is kept; lower --lr, "
-                "--lnl_lambda or --grl_factor and rerun the same command to resume from it")
+        _check_finite(out, step, records, last_saved)
         # named sums over the batch: loss x examples, correct, examples, colour loss x examples
         window.add({"loss_sum": out["loss"] * len(y), "correct": out["correct"],
                     "examples": len(y), "colour_sum": out.get("colour_loss", 0.0) * len(y)},
                    time.perf_counter() - step_start)
         bar.set_postfix(loss=f"{out['loss']:.3f}")
         if due(step, cfg.log_every, total):
-            loss, acc = window.ratio("loss_sum", "examples"), window.ratio("correct", "examples")
-            epoch = (step - 1) // steps_per_epoch + 1
-            colour = (f", colour loss {window.ratio('colour_sum', 'examples'):.4f}"
-                      if variant == "lnl" else "")
-            records.log.line(f"train  step {step} (epoch {epoch}): loss {loss:.4f}, acc "
-                             f"{100 * acc:.2f}{colour}, lr {lr:.4g} "
-                             f"({window.seconds_per_step:.3f} s/step)")
-            records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
-            window.reset()
+            _log_window(records, window, variant, step, (step - 1) // steps_per_epoch + 1, lr)
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(model, data, variant, step, records))
             records.write_json("eval.json", evals)
@@ -235,6 +202,54 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                           probe_steps)
     records.close()
     return report
+
+
+def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
+           stream: IndexStream) -> tuple[LNLTrainer, int, list, list]:
+    """Resumes from the run folder's checkpoint (refusing the flags that change what is
+    learned, recording the ones honoured), or records a fresh run's config: (trainer, first
+    step, evaluations so far, recorded flag changes)."""
+    state = records.load_checkpoint("cpu")
+    if state is None:
+        records.write_json("config.json", cfg.to_dict())
+        records.log.line(json.dumps(cfg.to_dict()))
+        return make_trainer(1), 1, [], []
+    honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
+                                   refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
+    model.load_state_dict(state["model"])
+    start = state["step"] + 1
+    trainer = make_trainer(state["step"])  # the phase that saved it
+    trainer.load_state_dict(state["trainer"])
+    stream.restore(state["random"]["batches"])
+    torch.set_rng_state(state["random"]["torch"])
+    changes = compat.recorded(state.get("changes", []), honoured, "step", start)
+    records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
+    for line in compat.change_lines(honoured, "step", start, records.checkpoint_path.name):
+        records.log.line(line)
+    if honoured:
+        records.write_json("config.json", cfg.to_dict())
+    return trainer, start, state["eval"], changes
+
+
+def _check_finite(out: dict, step: int, records: RunRecords, last_saved: int) -> None:
+    if not np.isfinite(out["loss"]) or not np.isfinite(out.get("colour_loss", 0.0)):
+        records.close()
+        raise TrainingDiverged(
+            f"step {step}: the loss is not finite. The last good checkpoint "
+            f"({records.checkpoint_path}, step {last_saved}) is kept; lower --lr, "
+            "--lnl_lambda or --grl_factor and rerun the same command to resume from it")
+
+
+def _log_window(records: RunRecords, window: Window, variant: str, step: int, epoch: int,
+                lr: float) -> None:
+    loss, acc = window.ratio("loss_sum", "examples"), window.ratio("correct", "examples")
+    colour = (f", colour loss {window.ratio('colour_sum', 'examples'):.4f}"
+              if variant == "lnl" else "")
+    records.log.line(f"train  step {step} (epoch {epoch}): loss {loss:.4f}, acc "
+                     f"{100 * acc:.2f}{colour}, lr {lr:.4g} "
+                     f"({window.seconds_per_step:.3f} s/step)")
+    records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
+    window.reset()
 
 
 def _evaluate(model: LNLNet, data: LNLData, variant: str, step: int,
