@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from taml.data.episodes import EpisodeSampler
 from taml.episodic.learners import conv4
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.inference_net import InferenceNetwork, Posterior
 from taml.episodic.learners.inner_loop import (
     InnerLoopConfig,
@@ -226,6 +227,19 @@ def test_inference_network_ignores_padding(batch):
     for key in full:
         torch.testing.assert_close(full[key].mean[t], alone[key].mean[0])
         torch.testing.assert_close(full[key].std[t], alone[key].std[0])
+
+
+@pytest.mark.parametrize("sigma_init", [ORIGINAL_SIGMA_INIT, 0.2])
+def test_sigma_init_sets_every_posteriors_std_at_initialisation(batch, sigma_init):
+    net = InferenceNetwork(32, 6, True, True, True, sigma_init=sigma_init).double()
+    x = conv4.images_to_input(batch.support_images)
+    posteriors = net(x, batch.support_labels, batch.support_mask, 4)
+    for key, posterior in posteriors.items():  # the heads' weights are small: σ ≈ its bias
+        std = posterior.std[batch.support_sizes > 0]
+        assert std.mean().item() == pytest.approx(sigma_init, rel=0.05), key
+    if sigma_init == ORIGINAL_SIGMA_INIT:  # the original's init exactly: zero biases
+        assert all(float(head.pre_std.bias.abs().max()) == 0.0
+                   for head in (net.omega, net.gamma, net.z))
 
 
 def test_monte_carlo_prediction_averages_softmax_over_samples(batch):

@@ -47,6 +47,7 @@ def test_a_quick_study_runs_tests_and_tabulates_every_predictor(tmp_path, monkey
         assert row in text
     on_disk = json.loads((tmp_path / "study" / "study.json").read_text())
     assert on_disk["settings"]["seeds"] == [0, 1]
+    assert (tmp_path / "study" / "curves.png").stat().st_size > 0  # the validation curves
     # a re-run reuses every finished run and test: no test file is written again
     tests = sorted((tmp_path / "study").rglob("test_step*_mc*.json"))
     stamps = [p.stat().st_mtime_ns for p in tests]
@@ -58,3 +59,14 @@ def test_a_quick_study_runs_tests_and_tabulates_every_predictor(tmp_path, monkey
 def test_mean_std_over_seeds():
     assert study.mean_std([70.0, 74.0]) == "72.0 ± 2.8"
     assert study.mean_std([70.0]) == "70.0"
+
+
+def test_the_ranking_study_compares_the_three_learners_and_a_narrow_start():
+    chosen = {v.name: v for v in study.variants("ranking", mc=10)}
+    assert list(chosen)[:3] == ["MAML", "Meta-SGD", "Bayesian TAML"]
+    assert chosen["MAML"].switches == () and chosen["MAML"].test_mc == (0,)
+    assert chosen["Bayesian TAML"].test_mc == (0, 10)  # posterior means beside the paper's
+    narrow = chosen[f"Bayesian TAML, σ init {study.NARROW_SIGMA}"]
+    assert narrow.switches[-2:] == ("--sigma_init", str(study.NARROW_SIGMA))
+    assert narrow.folder != chosen["Bayesian TAML"].folder
+    assert study.STUDY_ITERS["ranking"] == 1500

@@ -74,6 +74,7 @@ def build_learner(cfg: Config) -> MetaLearner:
         # the original's multi-dataset encoder reads ω from the class statistics directly
         omega_reads_statistics=len(cfg.id_dataset) > 1,
         seed=cfg.seed,
+        sigma_init=cfg.sigma_init,
     )
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from taml.episodic.learners import method_name, switches_on
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
 
@@ -66,6 +67,7 @@ class Config:
     kl_normaliser: str = "task"
     n_val_mc_samples: int = 0
     precision: str = "fp32"
+    sigma_init: float = ORIGINAL_SIGMA_INIT
 
     @property
     def method(self) -> str:
@@ -150,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="taml: N of each task's KL / (N + M): task = its real support size; "
                         "padded = the largest support size of its meta-batch (the "
                         "original's padded N)")
+    p.add_argument("--sigma_init", type=float, default=d.sigma_init,
+                   help="taml: σ of every posterior (ω, γ, z) at initialisation; the "
+                        "original's softplus(0) = 0.693 by default (docs/studies.md)")
     p.add_argument("--n_val_mc_samples", type=int, default=d.n_val_mc_samples,
                    help="taml: posterior samples averaged by meta-train's validation, which "
                         "picks best.pt (0 = posterior means, the original's)")
@@ -220,6 +225,9 @@ def _check(cfg: Config) -> None:
     if cfg.kl_normaliser not in KL_NORMALISERS:  # argparse checks it; a replace() may not
         raise ValueError(f"--kl_normaliser must be one of {', '.join(KL_NORMALISERS)}, got "
                          f"{cfg.kl_normaliser!r}")
+    if not math.isfinite(cfg.sigma_init) or cfg.sigma_init <= 0:
+        raise ValueError(f"--sigma_init must be a positive finite σ, got {cfg.sigma_init} "
+                         f"(the original's is {ORIGINAL_SIGMA_INIT:.3f})")
     for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0", so test finiteness first
         value = getattr(cfg, name)
         if not math.isfinite(value) or value <= 0:

@@ -16,7 +16,12 @@ sample per task in meta-training; posterior means (or the softmax averaged over
 --z_on``; any of ω, γ, z can be switched on alone for the paper's ablations.
 """
 
+import math
+
 NAME = "taml"  # run folders and report rows (taml.episodic.learners.method_name)
 TITLE = "Bayesian TAML"  # the report's tables
 # the switches it turns on (Config's --<switch> flags, meta_learner.Switches' fields)
 SWITCHES: tuple[str, ...] = ("alpha_on", "omega_on", "gamma_on", "z_on")
+# σ of every posterior at initialisation in the original: its std heads start with zero
+# bias, σ = softplus(0) = log 2 (``--sigma_init`` changes it; docs/studies.md)
+ORIGINAL_SIGMA_INIT = math.log(2.0)

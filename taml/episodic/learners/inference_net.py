@@ -24,12 +24,14 @@ one-hot label is all zeros, so the row belongs to no class.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.conv4 import N_BLOCKS, N_FILTERS
 
 GAMMA_SIZE = N_BLOCKS + 1  # conv1..conv4 and the classifier
@@ -72,12 +74,20 @@ def _conv(in_channels: int, out_channels: int, generator: torch.Generator) -> nn
 
 
 class _GaussianHead(nn.Module):
-    def __init__(self, in_features: int, out_features: int, hidden: bool, generator):
+    """A mean head and a softplus-std head. ``sigma_init``: σ at initialisation (the std
+    head's weights are small, so its bias sets σ): the original's softplus(0) ≈ 0.69 leaves
+    the bias at zero; a smaller σ starts the posterior near its mean (near Meta-SGD for z
+    and γ), which ``--sigma_init`` exists to measure (docs/studies.md)."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: bool, generator,
+                 sigma_init: float = ORIGINAL_SIGMA_INIT):
         super().__init__()
         self.hidden = _dense(in_features, 64, generator) if hidden else None
         width = 64 if hidden else in_features
         self.mean = _dense(width, out_features, generator)
         self.pre_std = _dense(width, out_features, generator)
+        if sigma_init != ORIGINAL_SIGMA_INIT:  # softplus⁻¹(σ) = log(expm1(σ))
+            nn.init.constant_(self.pre_std.bias, math.log(math.expm1(sigma_init)))
 
     def forward(self, h: torch.Tensor) -> Posterior:
         if self.hidden is not None:
@@ -103,7 +113,8 @@ class InferenceNetwork(nn.Module):
     """Posteriors of the balancing variables that are switched on.
 
     ``omega_reads_statistics``: ω's heads read s_c directly (the original's multi-dataset
-    setting) instead of through a 64-unit hidden layer.
+    setting) instead of through a 64-unit hidden layer. ``sigma_init``: every posterior's σ
+    at initialisation (the original's softplus(0) by default).
     """
 
     def __init__(
@@ -115,6 +126,7 @@ class InferenceNetwork(nn.Module):
         z_on: bool,
         omega_reads_statistics: bool = False,
         generator: torch.Generator | None = None,
+        sigma_init: float = ORIGINAL_SIGMA_INIT,
     ):
         super().__init__()
         g = generator
@@ -125,9 +137,11 @@ class InferenceNetwork(nn.Module):
         self.interact1 = _dense(3, 4, g)
         self.encode2a, self.encode2b = _dense(256, 128, g), _dense(128, 32, g)
         self.interact2 = _dense(3, 4, g)
-        self.omega = _GaussianHead(256, 1, not omega_reads_statistics, g) if omega_on else None
-        self.gamma = _GaussianHead(128, GAMMA_SIZE, True, g) if gamma_on else None
-        self.z = _GaussianHead(128, Z_SIZE, True, g) if z_on else None
+        s = sigma_init
+        self.omega = (_GaussianHead(256, 1, not omega_reads_statistics, g, s) if omega_on
+                      else None)
+        self.gamma = _GaussianHead(128, GAMMA_SIZE, True, g, s) if gamma_on else None
+        self.z = _GaussianHead(128, Z_SIZE, True, g, s) if z_on else None
 
     def _normalised_size(self, counts: torch.Tensor) -> torch.Tensor:
         return (counts - 1) / max(self.max_shot - 1, 1)

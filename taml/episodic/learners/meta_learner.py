@@ -14,6 +14,7 @@ from torch.func import vmap
 
 from taml.data.episodes import EpisodeBatch
 from taml.episodic.learners import conv4
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.inference_net import InferenceNetwork
 from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, modulate_init
 
@@ -62,6 +63,7 @@ class MetaLearner(nn.Module):
         inner: InnerLoopConfig,
         omega_reads_statistics: bool = False,
         seed: int = 0,
+        sigma_init: float = ORIGINAL_SIGMA_INIT,
     ):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
@@ -84,6 +86,7 @@ class MetaLearner(nn.Module):
             self.inference = InferenceNetwork(
                 image_size, max_shot, switches.omega_on, switches.gamma_on, switches.z_on,
                 omega_reads_statistics=omega_reads_statistics, generator=generator,
+                sigma_init=sigma_init,
             )
 
     def initialisation(self) -> dict[str, torch.Tensor]:

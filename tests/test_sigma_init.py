@@ -1,0 +1,42 @@
+"""--sigma_init: every posterior's σ at initialisation (the original's softplus(0) by
+default); a resume keeps the σ the run started with, and a run saved before the flag
+existed started with the original's."""
+
+from __future__ import annotations
+
+import pytest
+
+from taml.episodic.build import build_learner
+from taml.episodic.config import parse_config
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
+from taml.episodic.resume import IncompatibleRun, check_resume
+
+from .test_training import TINY
+
+ALL_ON = ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]
+
+
+def test_the_default_is_the_originals_and_the_flag_reaches_the_heads():
+    original = build_learner(parse_config([*TINY, *ALL_ON])).inference
+    narrow = build_learner(parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"])).inference
+    for name in ("omega", "gamma", "z"):
+        assert float(getattr(original, name).pre_std.bias.detach().abs().max()) == 0.0, name
+        bias = getattr(narrow, name).pre_std.bias
+        assert float(bias.detach().mean()) == pytest.approx(-1.5078, abs=1e-4), name  # log(e^0.2 - 1)
+
+
+def test_a_resume_with_another_sigma_is_refused_and_an_older_run_had_the_originals(tmp_path):
+    saved = parse_config([*TINY, *ALL_ON]).to_dict()
+    with pytest.raises(IncompatibleRun, match="--sigma_init"):
+        check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"]), tmp_path)
+    del saved["sigma_init"]  # a run folder written before the flag
+    check_resume(saved, parse_config([*TINY, *ALL_ON]), tmp_path)
+    with pytest.raises(IncompatibleRun, match="--sigma_init"):
+        check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"]), tmp_path)
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "nan"])
+def test_a_sigma_that_is_no_std_is_refused_at_parse_time(value, capsys):
+    with pytest.raises(SystemExit):
+        parse_config([*TINY, "--sigma_init", value])
+    assert "--sigma_init must be a positive finite σ" in capsys.readouterr().err
