@@ -39,6 +39,9 @@ STOCHASTIC_SWITCHES = ("--omega_on", "--gamma_on", "--z_on")  # posterior-sample
 DEFAULT_ITERS = 200
 QUICK_ITERS = 4
 LONGER_ITERS = 600  # the longer run the schedule note prints (docs/demo.md)
+# the ranking study's table (python -m experiments.study --study ranking, its table.json),
+# kept in the docs: the demo prints it beside its own one-seed ranking
+ESTABLISHED = Path(__file__).resolve().parent.parent / "docs" / "results" / "ranking.json"
 # posterior samples of Bayesian TAML's meta-test: the runfiles' value
 # (runfiles/experiment.sh: --n_mc_samples 10 for every Bayesian TAML variant)
 MC_SAMPLES = 10
@@ -147,6 +150,54 @@ def schedule_note(longer: DemoSettings) -> str:
     )
 
 
+def ranking_reading(results: dict[str, dict]) -> list[str]:
+    """The table's ranking in words, from its numbers: per role the methods from best to
+    worst, and which neighbours' 95% intervals overlap (an order those do not establish)."""
+    lines = []
+    for role, label in (("id", "In distribution"), ("ood", "Out of distribution")):
+        cells = {m: next(r for r in report["results"] if r["role"] == role)
+                 for m, report in results.items()
+                 if any(r["role"] == role for r in report["results"])}
+        order = sorted(cells, key=lambda m: -cells[m]["accuracy"])
+        line = f"{label}: " + " > ".join(f"{m} {cells[m]['accuracy']:.2f}" for m in order)
+        overlaps = [f"{a} / {b}" for a, b in zip(order, order[1:], strict=False)
+                    if cells[a]["accuracy"] - cells[a]["ci95"]
+                    <= cells[b]["accuracy"] + cells[b]["ci95"]]
+        if overlaps:
+            line += f" (95% intervals overlap: {', '.join(overlaps)})"
+        lines.append(line + ".")
+    return lines
+
+
+def established_reading(results: dict[str, dict], tested: dict[str, str],
+                        path: Path = ESTABLISHED) -> list[str]:
+    """The ranking study's table (``path``: its table.json, kept in the docs) for the demo's
+    rows as they are tested, and whether the demo's order is the study's, per role."""
+    if not path.is_file():
+        return [f"(no {path}: python -m experiments.study --study ranking writes it as "
+                "table.json)"]
+    study = json.loads(path.read_text())
+    rows = {row["variant"]: row for row in study["rows"]
+            if row["variant"] in results and row["tested_with"] == tested[row["variant"]]}
+    if len(rows) < len(results):
+        return [f"({path} has no row for {sorted(set(results) - set(rows))})"]
+    seeds = ", ".join(map(str, study["seeds"]))
+    lines = [f"Over seeds {seeds} at {study['n_train_iters']} iterations ({study['command']};"
+             f" docs/studies.md), mean ± std over seeds:",
+             *(f"  {m:<14} ID {rows[m]['id']['mean']:.2f} ± {rows[m]['id']['std']:.2f}   "
+               f"OOD {rows[m]['ood']['mean']:.2f} ± {rows[m]['ood']['std']:.2f}   "
+               f"({rows[m]['tested_with']})" for m in results)]
+    for role, label in (("id", "in distribution"), ("ood", "out of distribution")):
+        theirs = sorted(rows, key=lambda m: -rows[m][role]["mean"])
+        ours = sorted(results, key=lambda m: -next(
+            r["accuracy"] for r in results[m]["results"] if r["role"] == role))
+        verdict = ("the demo's order is the same" if ours == theirs else
+                   "the demo's order differs: its one seed at its schedule does not "
+                   "establish a ranking")
+        lines.append(f"  {label}: {' > '.join(theirs)}; {verdict}.")
+    return lines
+
+
 def balancing_tables(run_dir: Path) -> str:
     """The γ/ω tables of the run's last balancing printout, from its balancing.json (the
     same text as train.log's)."""
@@ -208,7 +259,10 @@ def main(argv: list[str] | None = None) -> dict:
         results[method] = {**report, "tested_with": tested[method]}
         flags[method] = [*common, *switches, *test_flags]
 
-    note = schedule_note(demo_settings(LONGER_ITERS))
+    reading = [f"This run (seed {settings.seed}, {settings.n_train_iters} iterations):",
+               *(f"  {line}" for line in ranking_reading(results)),
+               *established_reading(results, tested)]
+    note = "\n".join(reading) + "\n\n" + schedule_note(demo_settings(LONGER_ITERS))
     table = comparison_table(results, tested, settings.id_dataset, settings.ood_dataset)
     bayesian_dir = savedir / bayesian_taml.NAME
     tables = balancing_tables(bayesian_dir)

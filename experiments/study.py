@@ -42,10 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.demo import demo_flags, demo_settings, is_stochastic
+from taml.episodic.balancing import BALANCING_FILE, LAYERS, tendencies
 from taml.episodic.build import samplers_for
 from taml.episodic.config import parse_config
 from taml.episodic.evaluate import predictor_label
 from taml.episodic.learners import bayesian_taml, maml, meta_sgd, method_name, method_title
+from taml.episodic.train import N_PLOT_TASKS
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 STUDIES = ("variables", "schedule", "ranking")
@@ -147,18 +149,41 @@ def run_one(variant: Variant, seed: int, flags: list[str], savedir: Path, n_step
     validation = json.loads((run_dir / "validation.json").read_text())
     print(f"  done: {variant.name}, seed {seed} ({time.perf_counter() - start:.0f} s)",
           flush=True)
-    return {"variant": variant.name, "seed": seed, "validation": validation,
-            "tests": {str(k): v for k, v in tests.items()}}
+    run = {"variant": variant.name, "seed": seed, "validation": validation,
+           "tests": {str(k): v for k, v in tests.items()}}
+    if (run_dir / BALANCING_FILE).is_file():  # ω or γ on: the last printout's tendencies
+        record = json.loads((run_dir / BALANCING_FILE).read_text())
+        run["balancing"] = {"iteration": record["iteration"], "sets": tendencies(record)}
+    return run
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 1) -> str:
     if len(values) < 2:
-        return f"{values[0]:.1f}" if values else "-"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}" if values else "-"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def accuracy(report: dict, role: str) -> float:
     return next(r["accuracy"] for r in report["results"] if r["role"] == role)
+
+
+def test_rows(runs: list[dict], stochastic: dict[str, bool]) -> list[dict]:
+    """Per (variant, predictor): meta-test accuracy per seed and its mean and std, ID and
+    OOD (``table.json``; the demo compares its own ranking with these)."""
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        for n_mc, report in run["tests"].items():
+            by_key.setdefault((run["variant"], n_mc), []).append(report)
+    rows = []
+    for (name, n_mc), reports in by_key.items():
+        row = {"variant": name, "tested_with": predictor_label(stochastic[name], int(n_mc)),
+               "n_seeds": len(reports)}
+        for role in ("id", "ood"):
+            values = [accuracy(r, role) for r in reports]
+            row[role] = {"per_seed": values, "mean": statistics.mean(values),
+                         "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        rows.append(row)
+    return rows
 
 
 def test_table(runs: list[dict], stochastic: dict[str, bool]) -> str:
@@ -196,6 +221,32 @@ def validation_table(runs: list[dict]) -> str:
             cells.append(f"{mean_std(ids)} / {mean_std(oods)}")
         predictor = own[0]["validation"][0]["predictor"] if own[0]["validation"] else "-"
         rows.append(f"| {name} | {predictor} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def tendency_table(runs: list[dict]) -> str:
+    """The balancing variables' tendencies at the last printout (100 validation tasks per
+    set), mean ± std over seeds: ω's small-over-large class weight ratio and its correlation
+    with the class size; γ's correlation with the task size N, per layer."""
+    rows = ["| variant | set | ω small / large class | r(ω, N_c) | "
+            + " | ".join(f"r(γ {layer}, N)" for layer in LAYERS) + " |",
+            "|---|---|---|---|" + "---|" * len(LAYERS)]
+    names = list(dict.fromkeys(run["variant"] for run in runs if "balancing" in run))
+    for name in names:
+        own = [run["balancing"]["sets"] for run in runs if run["variant"] == name
+               and "balancing" in run]
+        for index, first in enumerate(own[0]):
+            sets = [sets[index] for sets in own]
+
+            def cell(get, sets=sets):
+                values = [v for v in (get(s) for s in sets) if v is not None and v == v]
+                return mean_std(values, digits=2)
+
+            rows.append(
+                f"| {name} | {first['role']} | {cell(lambda s: s.get('omega_small_over_large'))}"
+                f" | {cell(lambda s: s.get('omega_r'))} | "
+                + " | ".join(cell(lambda s, layer=layer: s.get("gamma_r", {}).get(layer))
+                             for layer in LAYERS) + " |")
     return "\n".join(rows)
 
 
@@ -276,10 +327,20 @@ def main(argv: list[str] | None = None) -> dict:
             f"seeds (%):\n\n{test_table(tested, stochastic)}\n\n"
             f"Validation on {settings.n_val_episodes} episodes per dataset, ID / OOD, mean ± std"
             f" over seeds (%):\n\n{validation_table(runs)}\n")
+    if any("balancing" in run for run in runs):
+        text += (f"\nThe balancing variables at the last printout (iteration "
+                 f"{settings.n_train_iters}, {N_PLOT_TASKS} validation tasks per set), mean ±"
+                 f" std over seeds:\n\n{tendency_table(runs)}\n")
     wall = time.perf_counter() - start
     summary = {"study": args.study, "settings": {**settings.__dict__, "seeds": args.seeds},
                "runs": runs, "wall_seconds": wall}
     (savedir / "study.json").write_text(json.dumps(summary, indent=2))
+    command = " ".join(["python -m experiments.study", *(argv if argv is not None
+                                                          else sys.argv[1:])])
+    (savedir / "table.json").write_text(json.dumps({
+        "study": args.study, "command": command, "n_train_iters": settings.n_train_iters,
+        "seeds": args.seeds, "n_test_episodes": settings.n_test_episodes,
+        "rows": test_rows(tested, stochastic)}, indent=2))
     (savedir / "study.md").write_text(text)
     plot_curves(runs, savedir / "curves.png",
                 f"validation on {settings.n_val_episodes} episodes, mean ± std over seeds "

@@ -35,3 +35,40 @@ def test_the_quick_demo_runs_every_method_and_records_its_settings(tmp_path, cap
     for folder in ("maml", "meta_sgd", "taml"):
         assert (savedir / folder / "best.pt").is_file(), folder
     assert (savedir / "taml" / f"test_step1_mc{settings.n_mc_samples}.json").is_file()
+
+
+def report(id_acc, ood_acc, ci=1.0):
+    return {"results": [{"role": "id", "accuracy": id_acc, "ci95": ci},
+                        {"role": "ood", "accuracy": ood_acc, "ci95": ci}]}
+
+
+def test_the_reading_ranks_from_the_numbers_and_names_overlapping_intervals():
+    lines = demo.ranking_reading({"MAML": report(70, 60), "Meta-SGD": report(71.5, 65),
+                                  "Bayesian TAML": report(80, 70)})
+    assert lines[0] == ("In distribution: Bayesian TAML 80.00 > Meta-SGD 71.50 > MAML 70.00 "
+                        "(95% intervals overlap: Meta-SGD / MAML).")
+    assert lines[1] == "Out of distribution: Bayesian TAML 70.00 > Meta-SGD 65.00 > MAML 60.00."
+
+
+def test_the_demo_compares_its_order_with_the_ranking_studys_table(tmp_path):
+    def row(name, tested, id_mean, ood_mean):
+        return {"variant": name, "tested_with": tested, "n_seeds": 3,
+                "id": {"mean": id_mean, "std": 1.0}, "ood": {"mean": ood_mean, "std": 1.0}}
+
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps({"command": "python -m experiments.study --study ranking",
+                                "n_train_iters": 1500, "seeds": [0, 1, 2], "rows": [
+        row("MAML", "deterministic", 70, 60), row("Meta-SGD", "deterministic", 75, 65),
+        row("Bayesian TAML", "posterior means", 10, 10),
+        row("Bayesian TAML", "10 MC samples", 80, 70)]}))
+    tested = {"MAML": "deterministic", "Meta-SGD": "deterministic",
+              "Bayesian TAML": "10 MC samples"}
+    ours = {"MAML": report(70, 61), "Meta-SGD": report(60, 65), "Bayesian TAML": report(90, 99)}
+    lines = demo.established_reading(ours, tested, path)
+    assert "Over seeds 0, 1, 2 at 1500 iterations" in lines[0]
+    assert "Bayesian TAML  ID 80.00 ± 1.00" in lines[3]  # the row tested as the demo tests
+    assert lines[4].endswith("Bayesian TAML > Meta-SGD > MAML; the demo's order differs: its "
+                             "one seed at its schedule does not establish a ranking.")
+    assert lines[5].endswith("Bayesian TAML > Meta-SGD > MAML; the demo's order is the same.")
+    assert "no row" in demo.established_reading({**ours, "Other": report(1, 1)},
+                                                {**tested, "Other": "x"}, path)[0]

@@ -15,7 +15,13 @@ import torch
 
 import main as cli
 
+from taml.episodic.resume import UNSAVED_DEFAULTS
+
 from . import old_runs
+
+# flags added after the fixture's format: the episodic family's that old runs lack (a run
+# without one learned with its default, UNSAVED_DEFAULTS)
+ADDED_FLAGS = set(UNSAVED_DEFAULTS) - set(old_runs.episodic_config("maml", ".", "."))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,11 @@ def same_structure(new, old, where="checkpoint"):
                 else:
                     assert set(item) == set(next(iter(old.values()))), f"{where}[{key!r}]"
             return
-        assert set(new) == set(old), where
+        if where.endswith("['config']"):  # flags added since are the only new keys
+            assert set(new) >= set(old), where
+            assert set(new) - set(old) <= ADDED_FLAGS, (where, set(new) - set(old))
+        else:
+            assert set(new) == set(old), where
         for key in old:
             same_structure(new[key], old[key], f"{where}[{key!r}]")
     elif isinstance(old, list | tuple):
@@ -120,8 +130,12 @@ def test_meta_train_resumes_an_old_episodic_run(method, old_data_root, tmp_path,
     assert new["changes"] == [{"iteration": 3, "flag": "--n_train_iters", "old": 4, "new": 5}]
     assert all(torch.isfinite(t).all() for t in new["learner"].values())
     config = json.loads((savedir / "config.json").read_text())
-    assert list(config) == [*old_runs.episodic_config(method, savedir, old_data_root),
-                            "family"]
+    # the old keys in their order, then the flags added since (at the old run's values:
+    # their defaults) and the family
+    old_keys = list(old_runs.episodic_config(method, savedir, old_data_root))
+    assert list(config)[:len(old_keys)] == old_keys and list(config)[-1] == "family"
+    assert set(config) - set(old_keys) - {"family"} == ADDED_FLAGS
+    assert all(config[flag] == UNSAVED_DEFAULTS[flag] for flag in ADDED_FLAGS)
     assert config["n_train_iters"] == 5
     validation = json.loads((savedir / "validation.json").read_text())
     assert validation == new["validation"]

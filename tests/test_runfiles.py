@@ -113,3 +113,23 @@ def test_biased_runfiles_take_seeds_and_skip_finished_ones(tmp_path):
     assert [(c.seed, c.savedir) for c in configs] == [
         (1, str(base / "seed1")), (2, str(base / "seed2"))]
     assert all(c.method == "mwnet" for c in configs)
+
+
+def test_the_ranking_runfile_runs_the_study_over_seeds_then_the_report(tmp_path):
+    script = ROOT / "runfiles" / "ranking.sh"
+    recorder = tmp_path / "python"
+    log = tmp_path / "calls"
+    recorder.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" ---- >> {log}\n')
+    recorder.chmod(recorder.stat().st_mode | stat.S_IEXEC)
+
+    def calls(*flags):
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", str(script), *flags], check=True, timeout=60,
+                       env={**os.environ, "PYTHON": str(recorder)})
+        return [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if c.strip()]
+
+    study, report = calls("--savedir", str(tmp_path / "r"), "--workers", "1")
+    assert study == ["-m", "experiments.study", "--study", "ranking", "--seeds", "0", "1", "2",
+                     "--savedir", str(tmp_path / "r"), "--workers", "1"]
+    assert report == ["main.py", "--mode", "report", "--savedir", str(tmp_path / "r")]
+    assert calls("--seeds", "4,5")[0][4:7] == ["--seeds", "4", "5"]

@@ -70,3 +70,15 @@ def test_the_ranking_study_compares_the_three_learners_and_a_narrow_start():
     assert narrow.switches[-2:] == ("--sigma_init", str(study.NARROW_SIGMA))
     assert narrow.folder != chosen["Bayesian TAML"].folder
     assert study.STUDY_ITERS["ranking"] == 1500
+
+
+def test_the_tendency_table_averages_each_set_over_seeds():
+    def run(seed, ratio):
+        return {"variant": "Bayesian TAML", "seed": seed, "balancing": {"iteration": 9, "sets": [
+            {"role": "ID", "dataset": "d", "n_tasks": 4, "omega_small_over_large": ratio,
+             "omega_r": -0.5, "gamma_r": dict.fromkeys(study.LAYERS, 0.25)}]}}
+
+    text = study.tendency_table([run(0, 1.2), run(1, 1.4), {"variant": "MAML", "seed": 0}])
+    [row] = [line for line in text.splitlines() if line.startswith("| Bayesian TAML")]
+    assert row.startswith("| Bayesian TAML | ID | 1.30 ± 0.14 | -0.50 ± 0.00 | 0.25 ± 0.00 |")
+    assert "MAML" not in text

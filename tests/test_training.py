@@ -141,3 +141,18 @@ def test_multi_dataset_training_cycles_datasets(data_root, tmp_path):
                              "--n_train_iters", "2", "--val_freq", "2"]))
     history = json.loads((savedir / "validation.json").read_text())
     assert set(history[0]["id"]) == {"cifar", "aircraft"}
+
+
+def test_tendencies_measure_what_the_tables_show():
+    from taml.episodic.balancing import balancing_record, tendencies
+
+    counts = np.array([[1, 5, 9], [2, 2, 8], [3, 3, 3]])
+    omega = np.array([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2], [1 / 3, 1 / 3, 1 / 3]])
+    gamma = np.outer(counts.sum(1), np.ones(5)) / 10  # grows with N in every layer
+    record = balancing_record(7, [("ID", "d", counts, {"omega": omega, "gamma": gamma})], 2)
+    [row] = tendencies(record)
+    # the uniform task is left out of the small/large ratio: (0.5/0.2 + 0.4/0.2) / 2
+    assert row["omega_small_over_large"] == pytest.approx(2.25)
+    assert row["omega_r"] < 0 and row["n_tasks"] == 3
+    assert all(r == pytest.approx(1.0) for r in row["gamma_r"].values())
+    assert row["gamma_range"]["conv1"] == pytest.approx([0.9, 1.5])

@@ -105,3 +105,41 @@ def plot_tendencies(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def tendencies(record: dict) -> list[dict]:
+    """The size of each set's tendencies in a :func:`balancing_record` (all its tasks):
+
+    - ω: ``omega_small_over_large``, the mean over tasks of way × softmax(ω) of the task's
+      smallest class over that of its largest (> 1: small classes up-weighted), and
+      ``omega_r``, the correlation of way × softmax(ω) with the class size over all classes;
+    - γ: ``gamma_r`` per layer, the correlation of exp(γ) with the task size N (> 0: larger
+      tasks take larger steps), and ``gamma_range`` per layer, its min and max.
+    A set whose tasks all have the same sizes has no correlation (nan)."""
+    out = []
+    for entry in record["sets"]:
+        counts = np.asarray(entry["class_counts"], dtype=float)
+        row = {"role": entry["role"], "dataset": entry["dataset"], "n_tasks": len(counts)}
+        if "omega" in entry:
+            weights = np.asarray(entry["omega"]) * counts.shape[1]
+            tasks = np.arange(len(counts))
+            uneven = counts.max(1) > counts.min(1)
+            small = weights[tasks, counts.argmin(1)][uneven]
+            large = weights[tasks, counts.argmax(1)][uneven]
+            row["omega_small_over_large"] = float((small / large).mean()) if uneven.any() \
+                else float("nan")
+            row["omega_r"] = _correlation(counts.ravel(), weights.ravel())
+        if "gamma" in entry:
+            gamma, sizes = np.asarray(entry["gamma"]), counts.sum(1)
+            row["gamma_r"] = {layer: _correlation(sizes, gamma[:, i])
+                              for i, layer in enumerate(record["layers"])}
+            row["gamma_range"] = {layer: [float(gamma[:, i].min()), float(gamma[:, i].max())]
+                                  for i, layer in enumerate(record["layers"])}
+        out.append(row)
+    return out
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
