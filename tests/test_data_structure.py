@@ -25,8 +25,8 @@ def test_the_probe_reads_the_meta_tests_episodes_and_bins_classes_by_shots(data_
         (r["role"], r["dataset"]) for r in report["results"]]
     for entry, tested in zip(result["sets"], report["results"], strict=True):
         # the balanced query makes the mean over classes the episode accuracy: the same
-        # episodes as meta_test's give its number
-        assert entry["trained"]["accuracy"] == pytest.approx(tested["accuracy"], abs=1e-4)  # float32 there
+        # episodes as meta_test's give its number (summed in float32 there)
+        assert entry["trained"]["accuracy"] == pytest.approx(tested["accuracy"], abs=1e-4)
         bins = entry["trained"]["by_shots"]
         assert set(bins) <= {f"{lo}-{hi}" for lo, hi in data_structure.SHOT_BINS}
         assert sum(b["n_classes"] for b in bins.values()) == 6 * 3  # episodes x way

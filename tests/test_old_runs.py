@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import main as cli
-
 from taml.episodic.resume import UNSAVED_DEFAULTS
 
 from . import old_runs
