@@ -8,6 +8,7 @@ import pytest
 
 from taml.episodic.build import build_learner
 from taml.episodic.config import parse_config
+from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.resume import IncompatibleRun, check_resume
 
 from .test_training import TINY
@@ -39,3 +40,8 @@ def test_a_sigma_that_is_no_std_is_refused_at_parse_time(value, capsys):
     with pytest.raises(SystemExit):
         parse_config([*TINY, "--sigma_init", value])
     assert "--sigma_init must be a positive finite σ" in capsys.readouterr().err
+
+
+def test_original_names_the_originals_sigma_exactly():
+    assert parse_config([*TINY, "--sigma_init", "original"]).sigma_init == ORIGINAL_SIGMA_INIT
+    assert parse_config([*TINY, "--sigma_init", "0.2"]).sigma_init == 0.2

@@ -87,6 +87,11 @@ class Config:
         return {**asdict(self), "family": FAMILY}
 
 
+def sigma_value(text: str) -> float:
+    """``--sigma_init``: a σ, or ``original`` for the original's softplus(0) exactly."""
+    return ORIGINAL_SIGMA_INIT if text == "original" else float(text)
+
+
 def dataset_list(text: str) -> tuple[str, ...]:
     """``'aircraft, quickdraw'`` -> ``('aircraft', 'quickdraw')`` (the original's str2list).
 
@@ -152,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="taml: N of each task's KL / (N + M): task = its real support size; "
                         "padded = the largest support size of its meta-batch (the "
                         "original's padded N)")
-    p.add_argument("--sigma_init", type=float, default=d.sigma_init,
-                   help="taml: σ of every posterior (ω, γ, z) at initialisation; the "
-                        "original's softplus(0) = 0.693 by default (docs/studies.md)")
+    p.add_argument("--sigma_init", type=sigma_value, default=d.sigma_init,
+                   help="taml: σ of every posterior (ω, γ, z) at initialisation, or "
+                        "'original' for the original's softplus(0) = log 2 (default "
+                        f"{d.sigma_init:.3g}; docs/studies.md)")
     p.add_argument("--n_val_mc_samples", type=int, default=d.n_val_mc_samples,
                    help="taml: posterior samples averaged by meta-train's validation, which "
                         "picks best.pt (0 = posterior means, the original's)")
