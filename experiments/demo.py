@@ -41,7 +41,7 @@ QUICK_ITERS = 4
 LONGER_ITERS = 600  # the longer run the schedule note prints (docs/demo.md)
 # the ranking study's table (python -m experiments.study --study ranking, its table.json),
 # kept in the docs: the demo prints it beside its own one-seed ranking
-ESTABLISHED = Path(__file__).resolve().parent.parent / "docs" / "results" / "ranking.json"
+ESTABLISHED = Path(__file__).resolve().parent.parent / "docs" / "ranking.json"
 # posterior samples of Bayesian TAML's meta-test: the runfiles' value
 # (runfiles/experiment.sh: --n_mc_samples 10 for every Bayesian TAML variant)
 MC_SAMPLES = 10
@@ -150,6 +150,11 @@ def schedule_note(longer: DemoSettings) -> str:
     )
 
 
+def accuracy(report: dict, role: str) -> float:
+    """A meta-test report's accuracy (%) on its ``role`` ("id" / "ood") dataset."""
+    return next(r["accuracy"] for r in report["results"] if r["role"] == role)
+
+
 def ranking_reading(results: dict[str, dict]) -> list[str]:
     """The table's ranking in words, from its numbers: per role the methods from best to
     worst, and which neighbours' 95% intervals overlap (an order those do not establish)."""
@@ -189,8 +194,7 @@ def established_reading(results: dict[str, dict], tested: dict[str, str],
                f"({rows[m]['tested_with']})" for m in results)]
     for role, label in (("id", "in distribution"), ("ood", "out of distribution")):
         theirs = sorted(rows, key=lambda m: -rows[m][role]["mean"])
-        ours = sorted(results, key=lambda m: -next(
-            r["accuracy"] for r in results[m]["results"] if r["role"] == role))
+        ours = sorted(results, key=lambda m: -accuracy(results[m], role))
         verdict = ("the demo's order is the same" if ours == theirs else
                    "the demo's order differs: its one seed at its schedule does not "
                    "establish a ranking")

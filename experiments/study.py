@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.demo import demo_flags, demo_settings, is_stochastic
+from experiments.demo import accuracy, demo_flags, demo_settings, is_stochastic
 from taml.episodic.balancing import BALANCING_FILE, LAYERS, tendencies
 from taml.episodic.build import samplers_for
 from taml.episodic.config import parse_config
@@ -163,10 +163,6 @@ def mean_std(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def accuracy(report: dict, role: str) -> float:
-    return next(r["accuracy"] for r in report["results"] if r["role"] == role)
-
-
 def test_rows(runs: list[dict], stochastic: dict[str, bool]) -> list[dict]:
     """Per (variant, predictor): meta-test accuracy per seed and its mean and std, ID and
     OOD (``table.json``; the demo compares its own ranking with these)."""
@@ -177,7 +173,7 @@ def test_rows(runs: list[dict], stochastic: dict[str, bool]) -> list[dict]:
     rows = []
     for (name, n_mc), reports in by_key.items():
         row = {"variant": name, "tested_with": predictor_label(stochastic[name], int(n_mc)),
-               "n_seeds": len(reports)}
+               "n_seeds": len(reports), "iterations": [r["iteration"] for r in reports]}
         for role in ("id", "ood"):
             values = [accuracy(r, role) for r in reports]
             row[role] = {"per_seed": values, "mean": statistics.mean(values),
@@ -190,18 +186,12 @@ def test_table(runs: list[dict], stochastic: dict[str, bool]) -> str:
     """Meta-test accuracy, mean ± std over seeds, one row per variant and predictor."""
     rows = ["| variant | tested with | ID | OOD | OOD per seed | best at iteration |",
             "|---|---|---|---|---|---|"]
-    by_key: dict[tuple[str, str], list[dict]] = {}
-    for run in runs:
-        for n_mc, report in run["tests"].items():
-            by_key.setdefault((run["variant"], n_mc), []).append(report)
-    for (name, n_mc), reports in by_key.items():
-        label = predictor_label(stochastic[name], int(n_mc))
-        ids = [accuracy(r, "id") for r in reports]
-        oods = [accuracy(r, "ood") for r in reports]
+    for row in test_rows(runs, stochastic):
+        ids, oods = row["id"]["per_seed"], row["ood"]["per_seed"]
         per_seed = " / ".join(f"{v:.1f}" for v in oods)
-        iterations = " / ".join(str(r["iteration"]) for r in reports)
-        rows.append(f"| {name} | {label} | {mean_std(ids)} | {mean_std(oods)} | {per_seed} "
-                    f"| {iterations} |")
+        iterations = " / ".join(map(str, row["iterations"]))
+        rows.append(f"| {row['variant']} | {row['tested_with']} | {mean_std(ids)} | "
+                    f"{mean_std(oods)} | {per_seed} | {iterations} |")
     return "\n".join(rows)
 
 
