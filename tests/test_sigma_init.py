@@ -1,6 +1,6 @@
-"""--sigma_init: every posterior's σ at initialisation (the original's softplus(0) by
-default); a resume keeps the σ the run started with, and a run saved before the flag
-existed started with the original's."""
+"""--sigma_init: every posterior's σ at initialisation (taml's 0.2 by default, the
+original's softplus(0) by ``original``); a resume keeps the σ the run started with, and a run
+saved before the flag existed started with the original's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from taml.episodic.build import build_learner
 from taml.episodic.config import parse_config
-from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
+from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT, ORIGINAL_SIGMA_INIT
 from taml.episodic.resume import IncompatibleRun, check_resume
 
 from .test_training import TINY
@@ -16,9 +16,10 @@ from .test_training import TINY
 ALL_ON = ["--alpha_on", "--omega_on", "--gamma_on", "--z_on"]
 
 
-def test_the_default_is_the_originals_and_the_flag_reaches_the_heads():
-    original = build_learner(parse_config([*TINY, *ALL_ON])).inference
-    narrow = build_learner(parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"])).inference
+def test_the_default_is_narrow_the_original_is_a_flag_and_both_reach_the_heads():
+    assert parse_config(TINY).sigma_init == DEFAULT_SIGMA_INIT == 0.2
+    original = build_learner(parse_config([*TINY, *ALL_ON, "--sigma_init", "original"])).inference
+    narrow = build_learner(parse_config([*TINY, *ALL_ON])).inference
     for name in ("omega", "gamma", "z"):
         assert float(getattr(original, name).pre_std.bias.detach().abs().max()) == 0.0, name
         bias = getattr(narrow, name).pre_std.bias.detach()  # log(e^0.2 - 1) = softplus⁻¹(0.2)
@@ -28,11 +29,11 @@ def test_the_default_is_the_originals_and_the_flag_reaches_the_heads():
 def test_a_resume_with_another_sigma_is_refused_and_an_older_run_had_the_originals(tmp_path):
     saved = parse_config([*TINY, *ALL_ON]).to_dict()
     with pytest.raises(IncompatibleRun, match="--sigma_init"):
-        check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"]), tmp_path)
-    del saved["sigma_init"]  # a run folder written before the flag
-    check_resume(saved, parse_config([*TINY, *ALL_ON]), tmp_path)
+        check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "original"]), tmp_path)
+    del saved["sigma_init"]  # a run folder written before the flag: the original's σ
+    check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "original"]), tmp_path)
     with pytest.raises(IncompatibleRun, match="--sigma_init"):
-        check_resume(saved, parse_config([*TINY, *ALL_ON, "--sigma_init", "0.2"]), tmp_path)
+        check_resume(saved, parse_config([*TINY, *ALL_ON]), tmp_path)
 
 
 @pytest.mark.parametrize("value", ["0", "-0.1", "nan"])

@@ -61,14 +61,15 @@ def test_mean_std_over_seeds():
     assert study.mean_std([70.0]) == "70.0"
 
 
-def test_the_ranking_study_compares_the_three_learners_and_a_narrow_start():
+def test_the_ranking_study_compares_the_three_learners_and_the_originals_start():
     chosen = {v.name: v for v in study.variants("ranking", mc=10)}
     assert list(chosen)[:3] == ["MAML", "Meta-SGD", "Bayesian TAML"]
     assert chosen["MAML"].switches == () and chosen["MAML"].test_mc == (0,)
     assert chosen["Bayesian TAML"].test_mc == (0, 10)  # posterior means beside the paper's
-    narrow = chosen[f"Bayesian TAML, σ init {study.NARROW_SIGMA}"]
-    assert narrow.switches[-2:] == ("--sigma_init", str(study.NARROW_SIGMA))
-    assert narrow.folder != chosen["Bayesian TAML"].folder
+    assert "--sigma_init" not in chosen["Bayesian TAML"].switches  # taml's default start
+    original = chosen["Bayesian TAML, original σ init"]
+    assert original.switches[-2:] == ("--sigma_init", "original")
+    assert original.folder != chosen["Bayesian TAML"].folder
     assert study.STUDY_ITERS["ranking"] == 1500
 
 

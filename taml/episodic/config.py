@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from taml.episodic.learners import method_name, switches_on
-from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
+from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT, ORIGINAL_SIGMA_INIT
 from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
 
@@ -67,7 +67,7 @@ class Config:
     kl_normaliser: str = "task"
     n_val_mc_samples: int = 0
     precision: str = "fp32"
-    sigma_init: float = ORIGINAL_SIGMA_INIT
+    sigma_init: float = DEFAULT_SIGMA_INIT  # the original's: ORIGINAL_SIGMA_INIT
 
     @property
     def method(self) -> str:
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma_init", type=sigma_value, default=d.sigma_init,
                    help="taml: σ of every posterior (ω, γ, z) at initialisation, or "
                         "'original' for the original's softplus(0) = log 2 (default "
-                        f"{d.sigma_init:.3g}; docs/studies.md)")
+                        f"{d.sigma_init:.3g}, which starts sooner: docs/studies.md)")
     p.add_argument("--n_val_mc_samples", type=int, default=d.n_val_mc_samples,
                    help="taml: posterior samples averaged by meta-train's validation, which "
                         "picks best.pt (0 = posterior means, the original's)")
