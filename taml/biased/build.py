@@ -17,7 +17,7 @@ from taml.run.distributed import World
 # the config fields a run's checkpoint must agree on to be resumed or tested
 DEFINING = ("method", "dataset", "bias", "imbalance_factor", "ratio", "binary_classes",
             "n_train", "noise_type", "noise_rate", "meta_per_class", "image_size", "seed",
-            "binary_protocol", "batch_size", "network")
+            "binary_protocol", "batch_size", "network", "val_per_class")
 
 
 def load_data(cfg: BiasedConfig):
@@ -36,7 +36,10 @@ def make_network(name: str, num_classes: int, in_channels: int, image_size: int)
 def make_method(cfg: BiasedConfig, num_classes: int, class_counts: tuple[int, ...]):
     from taml.biased.methods import MethodHyper, build_method
 
-    hyper = MethodHyper(lookahead_lr=cfg.lookahead_lr, weight_decay=cfg.weight_decay,
+    lookahead_lr = cfg.lookahead_lr
+    if lookahead_lr is None and cfg.method == "tml":  # TML's original: the base lr, not decayed
+        lookahead_lr = cfg.lr
+    hyper = MethodHyper(lookahead_lr=lookahead_lr, weight_decay=cfg.weight_decay,
                         meta_lr=cfg.meta_lr, meta_optimizer=cfg.meta_optimizer,
                         meta_every=cfg.meta_every, focal_gamma=cfg.focal_gamma,
                         mwnet_hidden=cfg.mwnet_hidden, class_counts=class_counts,

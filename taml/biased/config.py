@@ -22,6 +22,12 @@ NETWORKS = ("lenet_tml", "lenet_l2rw", "resnet32", "wrn28_10")
 DEFAULT_NETWORK = {"glyphs": "lenet_tml", "mnist": "lenet_tml", "cifar10": "resnet32",
                    "cifar100": "resnet32"}
 AUGMENTATIONS = ("auto", "none", "crop_flip")
+# the meta settings a method gets when the flag is left out: each official code's own (TML:
+# outer step 0.1 applied every 10 steps, its hard-coded out_lr and update hook; MW-Net: Adam
+# 1e-3, the stable noisy-label script's). Written into config.json resolved.
+METHOD_DEFAULTS = {"tml": {"meta_lr": 0.1, "meta_every": 10},
+                   "mwnet": {"meta_lr": 1e-3, "meta_every": 1}}
+FALLBACK_DEFAULTS = {"meta_lr": 1e-3, "meta_every": 1}
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class BiasedConfig:
     noise_type: str = "uniform"
     noise_rate: float = 0.4
     meta_per_class: int = 10
+    val_per_class: int = 0
     image_size: int | None = None
     augment: str = "auto"
     # network and the real step
@@ -54,8 +61,8 @@ class BiasedConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     # the method's hyper-parameters (taml.biased.methods.protocol.MethodHyper)
-    meta_lr: float = 1e-3
-    meta_every: int = 1
+    meta_lr: float | None = None  # None: the method's own (METHOD_DEFAULTS)
+    meta_every: int | None = None
     lookahead_lr: float | None = None
     focal_gamma: float = 1.0
     mwnet_hidden: int = 100
@@ -78,6 +85,12 @@ class BiasedConfig:
     savedir: str | None = None
     data_root: str | None = None
     progress: bool = True
+
+    def __post_init__(self):
+        # a flag left out (None) takes the method's own default; frozen, so set it once here
+        for name, value in METHOD_DEFAULTS.get(self.method, FALLBACK_DEFAULTS).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @property
     def resolved_network(self) -> str:
@@ -108,7 +121,8 @@ class BiasedConfig:
                         binary_classes=tuple(self.binary_classes), n_train=self.n_train,
                         noise_type=self.noise_type, noise_rate=self.noise_rate,
                         meta_per_class=self.meta_per_class, seed=self.seed,
-                        image_size=self.image_size, binary_protocol=self.binary_protocol)
+                        image_size=self.image_size, binary_protocol=self.binary_protocol,
+                        val_per_class=self.val_per_class)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "family": "biased"}
@@ -157,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--noise_rate", type=float, default=d.noise_rate, help="noise: in [0, 1)")
     g.add_argument("--meta_per_class", type=int, default=d.meta_per_class,
                    help="balanced meta (target) images per class")
+    g.add_argument("--val_per_class", type=int, default=d.val_per_class,
+                   help="balanced, clean validation images per class held out of the train "
+                        "split (test.json's 'validation'; settings are chosen on it, never on "
+                        "the test set); 0 = none")
     g.add_argument("--image_size", type=int, default=d.image_size,
                    help="folder:PATH datasets: image size (default 32)")
     g.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment,
@@ -182,12 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nesterov", action="store_true", help="Nesterov momentum (MW-Net)")
     t.add_argument("--weight_decay", type=float, default=d.weight_decay)
     m = p.add_argument_group("method")
-    m.add_argument("--meta_lr", type=float, default=d.meta_lr,
-                   help="TML: class-weight step (paper 0.1); MW-Net: V's optimiser lr")
-    m.add_argument("--meta_every", type=int, default=d.meta_every,
-                   help="TML: apply the class-weight update every this many steps (paper 10)")
+    m.add_argument("--meta_lr", type=float, default=None,
+                   help="TML: class-weight step (default 0.1, the original's); MW-Net: V's "
+                        "optimiser lr (default 1e-3, Adam)")
+    m.add_argument("--meta_every", type=int, default=None,
+                   help="TML: apply the class-weight update every this many steps (default "
+                        "10, the original's)")
     m.add_argument("--lookahead_lr", type=float, default=d.lookahead_lr,
-                   help="lookahead step size (default: the current lr of the real step)")
+                   help="lookahead step size (default: TML the base --lr, as its original; "
+                        "MW-Net the current lr of the real step, as its original)")
     m.add_argument("--focal_gamma", type=float, default=d.focal_gamma)
     m.add_argument("--mwnet_weights", choices=["mean", "normalised"],
                    default=d.mwnet_weights,

@@ -136,6 +136,11 @@ def weights_document(history: list[dict], summary: dict, data, counts) -> dict:
             "corrupted_share": float(corrupted.mean()) if len(corrupted) else 0.0}
 
 
+# what test.json's "validation" holds (the tuning protocol selects on balanced accuracy)
+VALIDATION_METRICS = ("accuracy", "balanced_accuracy", "tail_recall", "minority_recall",
+                      "minority_precision", "n_test")
+
+
 def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Normalise, data,
                       test_set: SplitTensors, history: list[dict], summary: dict,
                       records: RunRecords, step: int) -> dict:
@@ -148,6 +153,13 @@ def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Norm
     report = {"method": cfg.method, "dataset": cfg.dataset, "bias": cfg.bias, **metrics,
               "train_counts": counts.tolist(), "checkpoint": str(records.checkpoint_path),
               "step": step}
+    if data.val is not None:  # --val_per_class: the split settings are chosen on
+        val_set = SplitTensors.from_imageset(data.val, test_set.images.device)
+        val_metrics, _ = classification_metrics(
+            data.val.labels, predict(model, val_set.images, normalise), data.num_classes,
+            counts, cfg.bias == "binary")
+        report["validation"] = {k: val_metrics[k] for k in VALIDATION_METRICS
+                                if k in val_metrics}
     masses = [h["weight_mass_on_corrupted"] for h in history
               if h.get("weight_mass_on_corrupted") is not None]
     if cfg.bias == "noise" or masses:

@@ -18,6 +18,12 @@ and noise models are in :mod:`taml.data.bias_profiles`. Biases:
   from the noise model; the manifest lists each corrupted index with its true and noisy label.
 - ``none``: the meta images are removed, the rest is the training set.
 
+``val_per_class`` > 0 first holds out that many images of each class (of the two classes,
+binary) from the dataset's train split as a balanced, clean ``val`` set, drawn by a stream of
+its own, before any of the above: the split on which settings are chosen (never the test set,
+never the meta set that a method learns from). At 0 (the default) there is no val set and
+every other set is what it was before the option existed.
+
 Within a class, images are taken in the order of a seeded permutation, meta set first; the
 training set is then shuffled, so ``manifest["noise"]["corrupted_indices"]`` index
 ``train.images`` as returned.
@@ -48,7 +54,8 @@ __all__ = ["BiasSpec", "ImageSet", "BiasedData", "BiasedDataError", "build_biase
 
 BIASES = ("long_tail", "binary", "noise", "none")
 MANIFEST_VERSION = 1
-_SPLIT_STREAM, _NOISE_STREAM = 1, 2  # independent generators: noise never moves the split
+# independent generators: noise never moves the split, the val set draws on its own
+_SPLIT_STREAM, _NOISE_STREAM, _VAL_STREAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BiasSpec:
     seed: int = 0
     image_size: int | None = None         # folder:PATH only
     binary_protocol: str = "tml"          # binary count formula: 'tml' | 'l2rw'
+    val_per_class: int = 0                # balanced held-out val images per class (0: none)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class BiasedData:
     test: ImageSet
     class_names: tuple[str, ...]
     manifest: dict            # JSON-ready: recipe, class counts per split, corrupted indices
+    val: ImageSet | None = None  # balanced, clean; only with val_per_class > 0
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +116,9 @@ def check_spec(spec: BiasSpec) -> None:
                               "set without some class: give at least 1 image per class")
     if spec.seed < 0:
         raise BiasedDataError(f"--seed must be 0 or more, got {spec.seed}")
+    if spec.val_per_class < 0:
+        raise BiasedDataError(f"--val_per_class must be 0 (no val set) or more, got "
+                              f"{spec.val_per_class}")
     if is_folder_dataset(spec.dataset) and not spec.dataset[len("folder:"):].strip():
         raise BiasedDataError("--dataset folder: needs a path, e.g. folder:/data/my_images "
                               "(one sub-folder of images per class)")
@@ -195,6 +207,10 @@ def build_biased_data(spec: BiasSpec, data_root: str | Path | None = None) -> Bi
         raise BiasedDataError(str(error)) from error
     split_rng = np.random.default_rng([spec.seed, _SPLIT_STREAM])
     train_labels, test_labels = base_train.labels, base_test.labels
+    val_idx = _hold_out_val(spec, train_labels, names)
+    if len(val_idx):  # the bias recipes below never see the val rows
+        train_labels = train_labels.copy()
+        train_labels[val_idx] = -1
     relabel = np.arange(len(names), dtype=np.int64)
     test_idx = np.arange(len(test_labels))
     details: dict = {}
@@ -233,9 +249,12 @@ def build_biased_data(spec: BiasSpec, data_root: str | Path | None = None) -> Bi
     train = image_set(base_train, train_idx, observed)
     meta = image_set(base_train, meta_idx)
     test = image_set(base_test, test_idx)
+    val = image_set(base_train, val_idx) if len(val_idx) else None
     n_classes = len(class_names)
+    named = [("train", train), ("meta", meta), ("test", test)]
+    named += [("val", val)] if val is not None else []
     counts = {name: np.bincount(s.true_labels, minlength=n_classes).tolist()
-              for name, s in (("train", train), ("meta", meta), ("test", test))}
+              for name, s in named}
     if spec.bias == "noise":
         counts["train_observed"] = np.bincount(observed, minlength=n_classes).tolist()
     recipe = asdict(spec)
@@ -243,13 +262,36 @@ def build_biased_data(spec: BiasSpec, data_root: str | Path | None = None) -> Bi
     manifest = {
         "version": MANIFEST_VERSION, "recipe": recipe, "dataset": spec.dataset,
         "bias": spec.bias, "class_names": list(class_names), "counts": counts,
-        "sizes": {"train": len(train), "meta": len(meta), "test": len(test)},
+        "sizes": {name: len(s) for name, s in named},
         spec.bias: details,
-        # rows of the dataset's train / test split each set was taken from, in order
+        # rows of the dataset's train / test split each set was taken from, in order (val:
+        # rows of the train split)
         "source_indices": {"train": train_idx.tolist(), "meta": meta_idx.tolist(),
-                           "test": test_idx.tolist()},
+                           "test": test_idx.tolist(),
+                           **({"val": val_idx.tolist()} if val is not None else {})},
     }
-    return BiasedData(train, meta, test, class_names, manifest)
+    return BiasedData(train, meta, test, class_names, manifest, val)
+
+
+def _hold_out_val(spec: BiasSpec, train_labels: np.ndarray, names) -> np.ndarray:
+    """The train-split rows of the balanced val set: the first ``val_per_class`` of each
+    class (of the two, binary) in an order of the val stream; none at 0."""
+    if spec.val_per_class == 0:
+        return np.empty(0, dtype=np.int64)
+    classes = (tuple(int(c) for c in spec.binary_classes) if spec.bias == "binary"
+               else range(len(names)))
+    rng = np.random.default_rng([spec.seed, _VAL_STREAM])
+    pools = _class_pools(train_labels, len(names), rng)
+    for c in classes:
+        if not 0 <= c < len(names):
+            break  # _binary names the bad label
+        if len(pools[c]) <= spec.val_per_class + spec.meta_per_class:
+            raise BiasedDataError(
+                f"class '{names[c]}' has {len(pools[c])} training images: --val_per_class "
+                f"{spec.val_per_class} and --meta_per_class {spec.meta_per_class} leave none "
+                "to train on; lower --val_per_class")
+    return np.concatenate([pools[c][:spec.val_per_class] for c in classes
+                           if 0 <= c < len(names)]).astype(np.int64)
 
 
 def write_manifest(data: BiasedData, path: Path | str) -> None:
