@@ -79,7 +79,7 @@ SETTINGS = {
     "long_tail": Setting(
         "long_tail", "Long tail, imbalance factor 100 (MW-Net, L2RW, class-balanced, focal)",
         ("--bias", "long_tail", "--imbalance_factor", "100"),
-        ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet"),
+        ("erm", "class_balanced", "focal", "l2rw", "mwnet"),
         (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
          ("tail_recall", "tail recall")), 30),
     "noise_uniform": Setting(
@@ -132,7 +132,7 @@ def variants(method: str) -> list[tuple[str, tuple[str, ...]]]:
 def run_main(args: list[str], run_dir: Path) -> dict:
     """Trains one run (or reuses a finished one) and returns its test.json."""
     report = run_dir / "test.json"
-    if report.is_file():
+    if report.is_file() and _same_run(args, run_dir):
         return json.loads(report.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -144,6 +144,24 @@ def run_main(args: list[str], run_dir: Path) -> dict:
         tail = (run_dir / "study.log").read_text().strip().splitlines()[-1:]
         return {"failed": done.returncode, "reason": tail[0] if tail else ""}
     return json.loads(report.read_text())
+
+
+# what may differ between a finished run and the command that would make it again
+_NOT_DEFINING = ("savedir", "data_root", "progress", "device", "network")
+
+
+def _same_run(args: list[str], run_dir: Path) -> bool:
+    """Whether ``run_dir``'s finished run was made by these flags (then it is reused; else
+    main.py resumes it, and refuses a flag that changes what was learned)."""
+    from taml.biased.config import parse_biased_config
+
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        return False
+    now = parse_biased_config(args).to_dict()
+    saved = json.loads(saved_path.read_text())
+    return all(saved.get(k) == (list(v) if isinstance(v, tuple) else v)
+               for k, v in now.items() if k not in _NOT_DEFINING)
 
 
 def best_eval(run_dir: Path) -> float | None:
@@ -167,11 +185,10 @@ def mean_std(values: list[float]) -> str:
     return f"{array.mean():.2f} ± {std:.2f}"
 
 
-def study_setting(setting: Setting, dataset: str, seeds: list[int], savedir: Path,
-                  pool: ThreadPoolExecutor) -> dict:
-    """Tunes each method on seed 0's validation split, then runs the other seeds."""
-    common = [*data_flags(setting, dataset), *schedule_flags(setting)]
-    grid = {m: variants(m) for m in setting.methods}
+def _jobs(setting: Setting, dataset: str, savedir: Path, pool: ThreadPoolExecutor,
+          jobs: list[tuple[str, str, tuple[str, ...], int]], schedule: list[str]) -> list[dict]:
+    """Runs (method, variant folder, flags, seed) jobs ``pool``'s workers at a time."""
+    common = [*data_flags(setting, dataset), *schedule]
 
     def job(method, name, flags, seed):
         run_dir = savedir / setting.name / method / name / f"seed{seed}"
@@ -181,25 +198,53 @@ def study_setting(setting: Setting, dataset: str, seeds: list[int], savedir: Pat
                 "report": report, "best_eval_accuracy": best_eval(run_dir),
                 "seconds": time.perf_counter() - start}
 
-    tuning = list(pool.map(lambda a: job(*a), [(m, n, f, seeds[0]) for m in grid
-                                               for n, f in grid[m]]))
-    chosen = {}
-    for method in setting.methods:
-        runs = [r for r in tuning if r["method"] == method]
-        # best validation balanced accuracy; on a tie the smaller lr (the grid's order)
-        best = max(runs, key=lambda r: (validation_score(r["report"]),
-                                        -runs.index(r)))
-        chosen[method] = best
-    finals = list(pool.map(lambda a: job(*a), [(m, chosen[m]["variant"], chosen[m]["flags"], s)
-                                               for m in setting.methods for s in seeds[1:]]))
-    per_method = {m: [chosen[m], *[r for r in finals if r["method"] == m]]
-                  for m in setting.methods}
+    return list(pool.map(lambda a: job(*a), jobs))
+
+
+def _result(setting: Setting, dataset: str, flags: list[str], chosen: dict[str, dict],
+            runs: list[dict]) -> dict:
     return {"setting": setting.name, "title": setting.title, "dataset": dataset,
-            "flags": common, "tuning": tuning,
+            "flags": flags,
             "chosen": {m: {"variant": c["variant"], "flags": c["flags"],
                            "validation_balanced_accuracy": validation_score(c["report"])}
                        for m, c in chosen.items()},
-            "runs": per_method}
+            "runs": {m: [r for r in runs if r["method"] == m] for m in setting.methods}}
+
+
+def study_setting(setting: Setting, dataset: str, seeds: list[int], savedir: Path,
+                  pool: ThreadPoolExecutor) -> dict:
+    """Tunes each method on the first seed's validation split, then runs the other seeds
+    at the chosen values (the first seed's run is the tuning run)."""
+    schedule = schedule_flags(setting)
+    tuning = _jobs(setting, dataset, savedir, pool,
+                   [(m, n, f, seeds[0]) for m in setting.methods for n, f in variants(m)],
+                   schedule)
+    chosen = {}
+    for method in setting.methods:
+        runs = [r for r in tuning if r["method"] == method]
+        # best validation balanced accuracy; on a tie the grid's first (the smaller lr)
+        chosen[method] = max(runs, key=lambda r: (validation_score(r["report"]),
+                                                  -runs.index(r)))
+    finals = _jobs(setting, dataset, savedir, pool,
+                   [(m, chosen[m]["variant"], tuple(chosen[m]["flags"]), s)
+                    for m in setting.methods for s in seeds[1:]], schedule)
+    result = _result(setting, dataset, [*data_flags(setting, dataset), *schedule], chosen,
+                     [chosen[m] for m in setting.methods] + finals)
+    result["tuning"] = tuning
+    return result
+
+
+def run_chosen(setting: Setting, dataset: str, seeds: list[int], savedir: Path,
+               pool: ThreadPoolExecutor, chosen: dict[str, dict],
+               schedule: list[str] | None = None) -> dict:
+    """Every method of ``setting`` at its ``chosen`` values (a published study's) over
+    ``seeds``: the demo's tables. ``schedule``: other training flags (the quick smoke run)."""
+    schedule = schedule_flags(setting) if schedule is None else schedule
+    runs = _jobs(setting, dataset, savedir, pool,
+                 [(m, chosen[m]["variant"], tuple(chosen[m]["flags"]), s)
+                  for m in setting.methods for s in seeds], schedule)
+    first = {m: next(r for r in runs if r["method"] == m) for m in setting.methods}
+    return _result(setting, dataset, [*data_flags(setting, dataset), *schedule], first, runs)
 
 
 def table(result: dict, setting: Setting) -> str:
@@ -228,23 +273,34 @@ def table(result: dict, setting: Setting) -> str:
 
 
 def reading(result: dict, setting: Setting) -> list[str]:
-    """Each method against ERM on the table's first column, from the numbers."""
-    key = setting.columns[0][0]
+    """Each method against ERM, column by column, seed by seed, from the numbers (a method
+    that failed on a seed counts as not better there)."""
+    def values(method, key):
+        return {r["seed"]: 100 * r["report"][key] for r in result["runs"][method]
+                if "failed" not in r["report"] and r["report"].get(key) is not None}
 
-    def values(method):
-        return [100 * r["report"][key] for r in result["runs"][method]
-                if "failed" not in r["report"] and r["report"].get(key) is not None]
-
-    base = values("erm")
     lines = []
     for method in setting.methods:
-        if method == "erm" or not base or not values(method):
+        if method == "erm":
             continue
-        diffs = [a - b for a, b in zip(values(method), base, strict=False)]
-        wins = sum(d > 0 for d in diffs)
-        lines.append(f"{TITLES[method]} vs ERM on {setting.columns[0][1]}: "
-                     f"{np.mean(diffs):+.2f} points on the mean, better on {wins} of "
-                     f"{len(diffs)} seeds.")
+        parts = []
+        for key, title in setting.columns:
+            if key == "corrupted_share":
+                continue
+            base, own = values("erm", key), values(method, key)
+            seeds = sorted(base)
+            if not seeds or not own:
+                continue
+            # lower is better for the weight a method puts on corrupted labels
+            sign = -1 if key == "weight_mass_on_corrupted" else 1
+            diffs = [own[s] - base[s] if s in own else None for s in seeds]
+            done = [d for d in diffs if d is not None]
+            better = sum(1 for d in done if sign * d > 0)
+            parts.append(f"{title} {np.mean(done):+.2f} (better on {better} of {len(seeds)} "
+                         "seeds)")
+        failed = sum("failed" in r["report"] for r in result["runs"][method])
+        tail = f"; failed on {failed} seed(s)" if failed else ""
+        lines.append(f"{TITLES[method]} - ERM: " + ", ".join(parts) + tail + ".")
     return lines
 
 

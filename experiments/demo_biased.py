@@ -1,15 +1,19 @@
-"""The biased-data demo: ERM, class-balanced, TML, L2RW and MW-Net on the embedded
-long-tailed glyphs, end to end on a CPU, several seeds each.
+"""The biased-data demo: each paper's own setting on the embedded glyphs, every method at the
+values a fair tuning chose for it, three seeds, end to end on a CPU.
 
-    python -m experiments.demo_biased [--savedir results/demo-biased] [--seeds 3] [--quick]
+    python -m experiments.demo_biased [--savedir results/demo-biased] [--seeds 3]
+                                      [--settings long_tail ...] [--quick]
 
-Each (method, seed) is an ordinary ``main.py --mode train`` run in
-``<savedir>/<method>/seed<k>`` (re-running resumes, or only re-tests a finished run); the
-seed changes the long-tailed draw, the initialisation and the data order together. One table
-gives test accuracy, balanced accuracy and tail-class recall (the 3 smallest of 10 classes),
-each as mean ± standard deviation over the seeds; summary.json (with every setting) and
-summary.md hold the same. The schedule is scaled down from the papers' (ResNet-32 on
-CIFAR, 100 epochs) to fit in about 5 minutes on 2 CPU cores: TML's LeNet on 32x32 glyphs.
+The tables: long tail (ERM, class-balanced, focal, TML, L2RW, MW-Net: accuracy, balanced
+accuracy, tail recall), label noise 40% uniform and flip (ERM, L2RW, MW-Net: accuracy, the
+weight mass the method puts on corrupted labels) and binary imbalance 0.995 (ERM, TML,
+L2RW: minority recall and precision). Each method runs at the values chosen for it on a
+held-out validation split by ``python -m experiments.biased_study --publish
+docs/biased_settings.json`` (the same lr grid for all, two meta settings more for the
+meta-learned ones; never the test set), which this demo reads and prints. Every run is an
+ordinary ``main.py --mode train`` run in ``<savedir>/<setting>/<method>/<variant>/seed<k>``
+(re-running reuses finished runs), two one-thread processes at a time. The reading under
+each table is computed from its numbers. ``summary.json`` and ``summary.md`` hold the same.
 """
 
 from __future__ import annotations
@@ -17,63 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from experiments import biased_study as study
 
-from taml.biased.config import parse_biased_config
-from taml.biased.train import train
-
-# the table's rows: name -> (--method, its own flags; the papers' meta settings)
-METHODS = {
-    "ERM": ("erm", []),
-    "class-balanced": ("class_balanced", []),
-    "TML": ("tml", ["--meta_lr", "0.1", "--meta_every", "10"]),
-    "L2RW": ("l2rw", []),
-    "MW-Net": ("mwnet", ["--meta_lr", "1e-3", "--meta_optimizer", "adam"]),
-}
-EPOCHS, QUICK_STEPS = 30, 3
-
-# Printed under the table: where its reading is. What this schedule showed (over seeds, with
-# the commands that measured it) is in the docs, not in this code.
-NOTE = ("How to read this table (why each method lands where it does at one lr for all, and\n"
-        "what each does at its own settings): docs/biased.md.")
-COLUMNS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
-           ("tail_recall", "tail recall"))
+QUICK_STEPS = 3
 
 
-def demo_flags(quick: bool) -> list[str]:
-    """The flags every run shares (the table's settings)."""
-    schedule = (["--steps", str(QUICK_STEPS), "--lr_schedule", ""] if quick else
-                ["--epochs", str(EPOCHS), "--lr_schedule", str(EPOCHS * 3 // 4)])
-    return ["--dataset", "glyphs", "--bias", "long_tail", "--imbalance_factor", "100",
-            "--meta_per_class", "10", "--network", "lenet_tml", "--batch_size", "100",
-            "--meta_batch_size", "100", "--lr", "0.05", "--momentum", "0.9",
-            "--weight_decay", "5e-4", *schedule, "--log_every", "20", "--eval_every",
-            "60", "--save_every", "60", "--device", "cpu"]
-
-
-def spread(values: list[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation; 0 for one seed) in percent."""
-    array = 100 * np.asarray(values, dtype=float)
-    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
-
-
-def summary_of(values: list[float]) -> dict:
-    mean, std = spread(values)
-    return {"mean": mean, "std": std}
-
-
-def table(results: dict[str, list[dict]]) -> str:
-    n = len(next(iter(results.values())))
-    header = "| method | " + " | ".join(title for _, title in COLUMNS) + " |"
-    rows = [header, "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, runs in results.items():
-        cells = [f"{m:.2f} ± {s:.2f}" for m, s in
-                 (spread([r[key] for r in runs]) for key, _ in COLUMNS)]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    rows.append(f"\n(% on the balanced glyph test set, mean ± std over {n} seed(s))")
-    return "\n".join(rows)
+def load_published(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing: python -m experiments.biased_study "
+                         f"--publish {path} writes it (the values chosen on validation)")
+    return json.loads(path.read_text())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,53 +41,71 @@ def main(argv: list[str] | None = None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--savedir", default="results/demo-biased")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method")
+    parser.add_argument("--settings", nargs="+", default=None, choices=list(study.SETTINGS),
+                        help="default: every setting the published study has")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="one-thread runs at a time (2 on a 2-core machine)")
     parser.add_argument("--data_root", default=None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
-    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--published", default=str(study.PUBLISHED),
+                        help="the study's chosen values (experiments.biased_study --publish)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a smoke run of seconds: {QUICK_STEPS} steps, one seed")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="(runs never show bars here: they are subprocesses)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    seeds = 1 if args.quick else args.seeds
-    common = demo_flags(args.quick)
-    if args.data_root:
-        common += ["--data_root", args.data_root]
-    if args.no_progress:
-        common.append("--no_progress")
+    wall_start = time.perf_counter()
+    published = load_published(Path(args.published))
+    names = args.settings or [n for n in study.SETTINGS if n in published["settings"]]
+    missing = [n for n in names if n not in published["settings"]]
+    if missing:
+        parser.error(f"{args.published} has no chosen values for {', '.join(missing)}: run "
+                     "python -m experiments.biased_study --settings "
+                     + " ".join(missing) + " --publish " + args.published)
+    seeds = [0] if args.quick else list(range(args.seeds))
     savedir = Path(args.savedir)
-    results: dict[str, list[dict]] = {}
-    seconds: dict[str, float] = {}
-    for name, (method, flags) in METHODS.items():
-        start = time.perf_counter()
-        results[name] = []
-        for seed in range(seeds):
-            run_dir = savedir / method / f"seed{seed}"
-            print(f"\n=== {name}, seed {seed}: {run_dir} ===", flush=True)
-            results[name].append(train(parse_biased_config(
-                ["--method", method, "--seed", str(seed), "--savedir", str(run_dir),
-                 *common, *flags])))
-        seconds[name] = time.perf_counter() - start
-
-    text = table(results)
-    print("\n=== Long-tailed glyphs (imbalance factor 100): test results ===")
-    print(text)
-    if not args.quick:
-        print("\n" + NOTE)
-    print("\nTime (train + test, all seeds): "
-          + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()))
-    summary = {
-        "settings": {"flags": common, "seeds": list(range(seeds)),
-                     "methods": {n: [m, *f] for n, (m, f) in METHODS.items()}},
-        "methods": {n: {"runs": runs, **{key: summary_of([r[key] for r in runs])
-                                         for key, _ in COLUMNS}}
-                    for n, runs in results.items()},
-        "seconds": seconds,
-    }
+    run_root = savedir / "quick" if args.quick else savedir  # never reused by a full run
+    dataset = published["dataset"]
+    results, texts = {}, []
+    print(f"Chosen values: {published['command']} ({published['measured']}), on a "
+          f"validation split of {study.VAL_PER_CLASS} images per class, never the test set")
+    with ThreadPoolExecutor(args.workers) as pool:
+        for name in names:
+            setting = study.SETTINGS[name]
+            if args.data_root:
+                setting = study.Setting(setting.name, setting.title,
+                                        (*setting.flags, "--data_root", args.data_root),
+                                        setting.methods, setting.columns, setting.epochs)
+            schedule = None
+            if args.quick:
+                schedule = [*study.SCHEDULE, "--steps", str(QUICK_STEPS), "--lr_schedule", "",
+                            "--eval_every", "2", "--save_every", "100", "--log_every", "1"]
+            start = time.perf_counter()
+            print(f"\n=== {setting.title}: {len(setting.methods)} methods x "
+                  f"{len(seeds)} seed(s) ===", flush=True)
+            result = study.run_chosen(setting, dataset, seeds, run_root, pool,
+                                      published["settings"][name]["chosen"], schedule)
+            result["seconds"] = time.perf_counter() - start
+            text = study.table(result, setting)
+            lines = study.reading(result, setting)
+            print(text + "\n" + "\n".join(lines), flush=True)
+            results[name] = result
+            texts.append(f"### {setting.title}\n\n{text}\n\n"
+                         + "\n".join(f"- {line}" for line in lines))
+    wall = time.perf_counter() - wall_start
+    summary = {"published": args.published, "chosen_by": published["command"],
+               "dataset": dataset, "seeds": seeds, "quick": args.quick,
+               "settings": results, "wall_seconds": wall}
     savedir.mkdir(parents=True, exist_ok=True)
-    (savedir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (savedir / "summary.json").write_text(json.dumps(summary, indent=1))
     (savedir / "summary.md").write_text(
-        "# Long-tailed glyphs (imbalance factor 100)\n\n" + text + "\n\nFlags: `"
-        + " ".join(common) + "`\n\n" + ("" if args.quick else NOTE + "\n"))
+        f"# The biased-data demo on {dataset}\n\nValues chosen by `{published['command']}`"
+        f" ({published['measured']}).\n\n" + "\n\n".join(texts) + "\n")
+    print("\nHow the values were chosen and what the originals do differently: "
+          "docs/biased.md.")
     print(f"Summary: {savedir / 'summary.json'}, {savedir / 'summary.md'}")
+    print(f"Wall time of the demo: {wall:.0f} s ({wall / 60:.1f} min)")
     return summary
 
 

@@ -25,6 +25,7 @@ class FakeData:
     test: FakeSet
     class_names: tuple[str, ...]
     manifest: dict
+    val: FakeSet | None = None  # BiasedData's --val_per_class split
 
     @property
     def num_classes(self) -> int:

@@ -247,3 +247,35 @@ def test_meta_learning_refuses_the_classification_datasets(flag, name, capsys):
     with pytest.raises(SystemExit):
         parse_config([flag, name])
     assert f"'{name}' is a classification dataset" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("fake_datasets")
+@pytest.mark.parametrize("bias", ["long_tail", "noise", "none", "binary"])
+def test_the_val_split_is_balanced_clean_and_disjoint_from_train_meta_and_test(bias):
+    spec = BiasSpec("cifar10", bias, binary_classes=(2, 3), n_train=2000, val_per_class=20)
+    data = build_biased_data(spec)
+    n_classes = 2 if bias == "binary" else 10
+    assert counts(data, "val") == [20] * n_classes
+    assert (data.val.labels == data.val.true_labels).all()  # clean even under noise
+    rows = {name: set(row_of(getattr(data, name).images)) for name in ("train", "meta", "val")}
+    assert not rows["val"] & rows["train"] and not rows["val"] & rows["meta"]
+    assert sorted(rows["val"]) == sorted(data.manifest["source_indices"]["val"])
+
+
+@pytest.mark.usefixtures("fake_datasets")
+def test_no_val_split_leaves_every_other_set_as_it_was():
+    spec = BiasSpec("cifar10", "long_tail")
+    before = build_biased_data(spec)
+    assert before.val is None and "val" not in before.manifest["sizes"]
+    with_val = build_biased_data(BiasSpec("cifar10", "long_tail", val_per_class=20))
+    assert counts(with_val, "meta") == counts(before, "meta")
+    # the val rows come out of each class's pool before the tail is cut
+    assert sum(counts(with_val, "train")) < sum(counts(before, "train"))
+
+
+@pytest.mark.usefixtures("fake_datasets")
+def test_a_val_split_that_leaves_no_training_image_names_the_flag():
+    with pytest.raises(BiasedDataError, match="--val_per_class"):
+        build_biased_data(BiasSpec("cifar100", "long_tail", val_per_class=495))
+    with pytest.raises(BiasedDataError, match="--val_per_class"):
+        build_biased_data(BiasSpec("cifar10", "none", val_per_class=-1))
