@@ -249,7 +249,8 @@ def test_a_dataset_that_cannot_be_coloured_is_one_line_naming_the_choices(tmp_pa
                  "--data_root", str(tmp_path / "data"), "--savedir", str(tmp_path / "run")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1
-    assert lines[0].startswith("error: ") and "--dataset mnist, glyphs or folder:PATH" in lines[0]
+    assert lines[0].startswith("error: ")
+    assert "--dataset mnist, glyphs, digits or folder:PATH" in lines[0]
     assert not (tmp_path / "run").exists()
 
 

@@ -101,7 +101,7 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
 def test_registry_covers_the_paper_and_the_embedded_datasets():
     expected = {"cifar", "svhn", "mimgnet", "cub", "aircraft", "quickdraw", "vgg_flower",
                 "traffic", "fashion-mnist", "synthetic", "synthetic_ood"}
-    classification = {"mnist", "cifar10", "cifar100", "glyphs"}  # the biased-data learners'
+    classification = {"mnist", "cifar10", "cifar100", "glyphs", "digits"}  # biased learners'
     assert set(REGISTRY) == expected | classification
     assert {n for n, s in REGISTRY.items() if s.role == "classification"} == classification
     assert get_spec("mimgnet").image_size == 84 and get_spec("cub").image_size == 84

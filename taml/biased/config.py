@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, fields
 from taml.run.cli import OneLineParser
 
 METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
-DATASETS = ("glyphs", "mnist", "cifar10", "cifar100")
+DATASETS = ("glyphs", "digits", "mnist", "cifar10", "cifar100")
 BIASES = ("long_tail", "binary", "noise", "none")
 NOISE_TYPES = ("uniform", "flip", "flip2")
 NETWORKS = ("lenet_tml", "lenet_l2rw", "resnet32", "wrn28_10")
-# the network each dataset's papers use (glyphs: the small LeNet keeps the demo fast)
-DEFAULT_NETWORK = {"glyphs": "lenet_tml", "mnist": "lenet_tml", "cifar10": "resnet32",
-                   "cifar100": "resnet32"}
+# the network each dataset's papers use (glyphs: the small LeNet keeps the demo fast;
+# digits: MNIST's LeNet, the images being upsampled to MNIST's 28x28)
+DEFAULT_NETWORK = {"glyphs": "lenet_tml", "digits": "lenet_tml", "mnist": "lenet_tml",
+                   "cifar10": "resnet32", "cifar100": "resnet32"}
 AUGMENTATIONS = ("auto", "none", "crop_flip")
 # the meta settings a method gets when the flag is left out: each official code's own (TML:
 # outer step 0.1 applied every 10 steps, its hard-coded out_lr and update hook; MW-Net: Adam
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
     t = p.add_argument_group("training")
     t.add_argument("--network", choices=NETWORKS, default=d.network,
-                   help="default: lenet_tml for glyphs and mnist, resnet32 otherwise")
+                   help="default: lenet_tml for glyphs, digits and mnist, resnet32 "
+                        "otherwise")
     t.add_argument("--batch_size", type=int, default=d.batch_size)
     t.add_argument("--meta_batch_size", type=int, default=d.meta_batch_size,
                    help="meta (target) batch; the whole meta set when it is smaller")

@@ -1,6 +1,7 @@
 """``--method lnl``: Learning Not to Learn and the two baselines of its table, on coloured
-data (:mod:`taml.data.colored`: ``--dataset mnist`` is Colored MNIST, ``glyphs`` the embedded
-glyphs, ``folder:PATH`` a user's dark-on-light images), with ``--color_var`` sigma^2.
+data (:mod:`taml.data.colored`: ``--dataset mnist`` is Colored MNIST, ``digits`` the same
+recipe on the UCI digits bundled with scikit-learn, ``glyphs`` the embedded glyphs,
+``folder:PATH`` a user's dark-on-light images), with ``--color_var`` sigma^2.
 
 Three variants, chosen by flags (:func:`variant_of`):
 

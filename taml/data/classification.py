@@ -7,12 +7,19 @@
   :mod:`taml.data.synthetic`'s glyphs (the same strokes as ``synthetic``'s glyph_000..009),
   500 train and 100 test images each, 32x32 RGB, generated on first use and cached in
   ``<data_root>/glyphs/`` under a recipe manifest (rebuilt when the generator changes).
+- ``digits``, real and embedded too: the UCI handwritten digits (1,797 images of 8x8 ink
+  counts 0..16, 10 classes, 174-183 per class) that scikit-learn's wheel ships
+  (``sklearn.datasets.load_digits``, no download). Test split: 30 images per class (300),
+  picked by a fixed permutation (seed 0, never the run's seed, so every run tests on the
+  same images); train: the other 1,497 (144-153 per class). Upsampled to MNIST's 28x28,
+  one grey channel, values 0..16 -> 0..255 (:func:`upsample_digits` says why), cached in
+  ``<data_root>/digits/`` under a recipe manifest like the glyphs.
 - ``folder:PATH``: one sub-folder of PNG/JPEG images per class, read by
   :mod:`taml.data.folder`'s reader; each class's images are split 80:20 into train/test by a
   fixed permutation (seed 0, so every run's test set is the same), cached under
   ``<data_root>/folders/<name>-<hash>-<size>px-classification/``.
 
-    python -m taml.data.classification glyphs [--data_root DIR] [--force]
+    python -m taml.data.classification glyphs|digits [--data_root DIR] [--force]
 """
 
 from __future__ import annotations
@@ -50,7 +57,15 @@ MANIFEST = "generator.json"
 FOLDER_MANIFEST = "manifest.json"
 FOLDER_TEST_FRACTION = 0.2
 FOLDER_VERSION = 1
-DATASETS = ("glyphs", "mnist", "cifar10", "cifar100")
+DIGITS_TEST_PER_CLASS = 30
+DIGITS_SEED = 0  # the split is fixed; BiasSpec.seed only picks subsets of the train split
+DIGITS_SIZE = 28  # MNIST's size (upsample_digits)
+DIGITS_VERSION = 1  # bump when the upsampling or the split changes: the cache is rebuilt
+# torchvision's MNIST class names, so that reports on digits and on MNIST read alike
+DIGITS_NAMES = tuple(f"{d} - {w}" for d, w in enumerate(
+    "zero one two three four five six seven eight nine".split()))
+DATASETS = ("glyphs", "digits", "mnist", "cifar10", "cifar100")
+EMBEDDED = ("glyphs", "digits")  # made by taml on first use, no download
 
 
 def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
@@ -77,6 +92,83 @@ def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
     for split, parts, per_class in (("train", train, n_train), ("test", test, n_test)):
         labels = np.repeat(np.arange(GLYPH_CLASSES), per_class)
         save_split(directory, split, make_split(np.concatenate(parts), labels, names))
+    write_recipe(directory, MANIFEST, recipe)
+    return directory
+
+
+def uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's copy of the UCI digits: ink counts float ``[1797, 8, 8]`` (0..16) and
+    labels int64 ``[1797]``, in the file's order."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DatasetError("--dataset digits reads the UCI digits bundled with scikit-learn, "
+                           "which is not installed: pip install scikit-learn==1.9.1 (or run "
+                           "scripts/install.sh)") from None
+    digits = load_digits()
+    return np.asarray(digits.images, dtype=np.float64), np.asarray(digits.target, np.int64)
+
+
+def digits_split_rows(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_rows, test_rows)`` into :func:`uci_digits`' arrays, in the stores' order (by
+    label, then row): per class, the first ``DIGITS_TEST_PER_CLASS`` of a permutation seeded
+    by ``DIGITS_SEED`` (fixed, whatever the run's seed) are test, the rest train."""
+    rng = np.random.default_rng(DIGITS_SEED)
+    test = []
+    for c in range(len(DIGITS_NAMES)):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) <= DIGITS_TEST_PER_CLASS:
+            raise DatasetError(f"the UCI digits have {len(rows)} images of class {c}; "
+                               f"{DIGITS_TEST_PER_CLASS} test images would leave none to train")
+        test.append(rng.permutation(rows)[:DIGITS_TEST_PER_CLASS])
+    test_rows = np.sort(np.concatenate(test))
+    train_rows = np.setdiff1d(np.arange(len(labels)), test_rows)
+    return tuple(rows[np.argsort(labels[rows], kind="stable")] for rows in (train_rows,
+                                                                            test_rows))
+
+
+def _bilinear_matrix(source: int, target: int) -> np.ndarray:
+    """``[target, source]`` weights of a 1-D bilinear resize with half-pixel centres (what
+    PIL and torch's ``align_corners=False`` do), edges clamped; each row sums to 1."""
+    position = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, source - 1)
+    matrix = np.zeros((target, source))
+    np.add.at(matrix, (np.arange(target), low), 1.0 - (position - low))
+    np.add.at(matrix, (np.arange(target), high), position - low)
+    return matrix
+
+
+def upsample_digits(ink: np.ndarray, size: int = DIGITS_SIZE) -> np.ndarray:
+    """Ink counts ``[N, 8, 8]`` (0..16) -> uint8 ``[N, size, size, 1]`` (0..255).
+
+    Why 28x28: the biased family's LeNets are MNIST's (``lenet_tml``'s 'VALID' 5x5 convs
+    need at least 12 px and give TML's 16 x 4 x 4 features at 28; at 8 px nothing is left),
+    and LNL's network and colour grid are sized for MNIST; at MNIST's size every MNIST
+    recipe runs on digits unchanged. Why bilinear: 28 / 8 = 3.5 is no whole factor, so
+    nearest neighbour would make pixels 3 or 4 px wide; bilinear gives smooth strokes like
+    MNIST's anti-aliased ones and keeps the background exactly 0 (LNL paints only the
+    ink). A fixed separable matrix product in numpy, not an image library's resampler,
+    whose filters and rounding differ between libraries and versions."""
+    weights = _bilinear_matrix(ink.shape[1], size)
+    resized = np.einsum("ij,njk,lk->nil", weights, np.asarray(ink, np.float64), weights)
+    return np.rint(np.clip(resized * (255.0 / 16.0), 0, 255)).astype(np.uint8)[..., None]
+
+
+def generate_digits(data_root: Path | str | None = None, force: bool = False) -> Path:
+    """Writes ``<data_root>/digits/{train,test}.npz`` from scikit-learn's UCI digits (a
+    no-op when the recipe matches)."""
+    recipe = {"name": "digits", "source": "sklearn.datasets.load_digits (UCI optdigits)",
+              "version": DIGITS_VERSION, "image_size": DIGITS_SIZE, "resize": "bilinear",
+              "test_per_class": DIGITS_TEST_PER_CLASS, "split_seed": DIGITS_SEED}
+    directory = dataset_dir("digits", data_root)
+    if not force and recipe_matches(directory, MANIFEST, recipe, CLASSIFICATION_SPLITS):
+        return directory
+    ink, labels = uci_digits()
+    (directory / MANIFEST).unlink(missing_ok=True)  # a run killed halfway is never a cache
+    images = upsample_digits(ink)
+    for split, rows in zip(CLASSIFICATION_SPLITS, digits_split_rows(labels), strict=True):
+        save_split(directory, split, make_split(images[rows], labels[rows], DIGITS_NAMES))
     write_recipe(directory, MANIFEST, recipe)
     return directory
 
@@ -128,7 +220,7 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
                       image_size: int | None = None
                       ) -> tuple[SplitData, SplitData, tuple[str, ...]]:
     """``(train, test, class_names)`` of a classification dataset; images uint8
-    ``[N, H, W, C]`` (C = 1 for MNIST, 3 otherwise), labels int64 ``[N]`` sorted.
+    ``[N, H, W, C]`` (C = 1 for MNIST and digits, 3 otherwise), labels int64 ``[N]`` sorted.
 
     A missing store is a :class:`DatasetError` naming its ``get_data.py`` command.
     """
@@ -148,6 +240,8 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
         spec = get_spec(name)
         if name == "glyphs":
             generate_glyphs(root)
+        elif name == "digits":
+            generate_digits(root)
         directory, size_check = dataset_dir(name, root), spec.image_size
         fix_hint = spec.get_data_command
         if root != default_data_root():
@@ -161,18 +255,20 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate taml's embedded classification "
-                                     "dataset 'glyphs' (also made on first use).")
-    parser.add_argument("name", choices=["glyphs"])
+    parser = argparse.ArgumentParser(description="Make taml's embedded classification "
+                                     "datasets: 'glyphs' (generated) or 'digits' (the UCI "
+                                     "digits in scikit-learn); also made on first use.")
+    parser.add_argument("name", choices=list(EMBEDDED))
     parser.add_argument("--data_root", default=None, help="default: data/ or $TAML_DATA_ROOT")
     parser.add_argument("--force", action="store_true", help="regenerate even if present")
     args = parser.parse_args(argv)
     try:
-        directory = generate_glyphs(args.data_root, args.force)
+        make = generate_glyphs if args.name == "glyphs" else generate_digits
+        directory = make(args.data_root, args.force)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"glyphs: {directory}")
+    print(f"{args.name}: {directory}")
     return 0
 
 

@@ -16,6 +16,9 @@ Bases (``base`` argument):
 
 - ``mnist``: MNIST digits, light on an exactly black background: the foreground intensity is
   the pixel value / 255, as in the protocol (needs ``python data/mnist/get_data.py``).
+- ``digits``: the UCI digits bundled with scikit-learn (no download; 1,497 train / 300 test,
+  28x28, :mod:`taml.data.classification`): like MNIST, light ink on an exactly black
+  background, so the same 'exact' rule (intensity = value / 255) applies.
 - ``glyphs``: taml's embedded 10-class glyphs (no download). They are light strokes on a dark
   background of random colour with pixel noise, so the foreground is taken relative to each
   image: r = (luminance - median) / (max - median), mapped linearly from ``DEAD_ZONE`` (0:
@@ -66,7 +69,7 @@ MEAN_COLOURS = 0.5 + 0.45 * np.stack(
 DEAD_ZONE, SATURATION = 0.3, 0.4
 GENERATOR_VERSION = 1
 MANIFEST = "colored.json"
-COLOURED_BASES = ("mnist", "glyphs")  # and folder:PATH
+COLOURED_BASES = ("mnist", "glyphs", "digits")  # and folder:PATH
 _TRAIN_DRAW, _TEST_DRAW = 0, 1  # part of each split's random seed
 
 
@@ -148,7 +151,9 @@ def gray(alpha: np.ndarray) -> np.ndarray:
 
 
 def _polarity(base: str) -> str:
-    return "dark" if is_folder_dataset(base) else ("exact" if base == "mnist" else "light")
+    if is_folder_dataset(base):
+        return "dark"
+    return "exact" if base in ("mnist", "digits") else "light"  # ink on exact black: exact
 
 
 def _slug(base: str) -> str:
@@ -172,8 +177,8 @@ def load_base(base: str, data_root: Path | str | None, image_size: int | None = 
     ``image_size`` is the import size of a folder (others are resized after, in alpha)."""
     if base not in COLOURED_BASES and not is_folder_dataset(base):
         raise DatasetError(
-            f"cannot colour dataset {base!r}: --method lnl takes --dataset mnist, glyphs or "
-            "folder:PATH (class sub-folders of dark-on-light images)"
+            f"cannot colour dataset {base!r}: --method lnl takes --dataset mnist, glyphs, digits "
+            "or folder:PATH (class sub-folders of dark-on-light images)"
         )
     from taml.data.classification import load_base_dataset
 
@@ -258,7 +263,7 @@ def build_colored(base: str, colour_var: float, seed: int = 0,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create Colored MNIST (LNL's protocol; not "
                                      "bit-identical with the authors' files).")
-    parser.add_argument("--base", default="mnist", help="mnist | glyphs | folder:PATH")
+    parser.add_argument("--base", default="mnist", help="mnist | glyphs | digits | folder:PATH")
     parser.add_argument("--color_var", type=float, default=0.02, help="sigma^2 of the jitter")
     parser.add_argument("--all", action="store_true", help="the paper's seven sigma^2 values")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Biased training sets with a small balanced meta (target) set, for TML, L2RW and MW-Net.
 
 :func:`build_biased_data` turns a classification dataset (:mod:`taml.data.classification`:
-glyphs, mnist, cifar10, cifar100, folder:PATH) into ``train`` (biased), ``meta`` (balanced,
+glyphs, digits, mnist, cifar10, cifar100, folder:PATH) into ``train`` (biased), ``meta`` (balanced,
 disjoint from train, both from the dataset's train split) and ``test`` (from its test split),
 deterministically from ``BiasSpec.seed``, with a manifest of what it did. The count formulas
 and noise models are in :mod:`taml.data.bias_profiles`. Biases:
@@ -60,7 +60,8 @@ _SPLIT_STREAM, _NOISE_STREAM, _VAL_STREAM = 1, 2, 3
 
 @dataclass(frozen=True)
 class BiasSpec:
-    dataset: str            # 'glyphs' (default), 'mnist', 'cifar10', 'cifar100', 'folder:PATH'
+    dataset: str            # 'glyphs' (default), 'digits', 'mnist', 'cifar10', 'cifar100',
+                            # 'folder:PATH'
     bias: str               # 'long_tail' | 'binary' | 'noise' | 'none'
     imbalance_factor: float = 100.0       # long_tail: n_max / n_min
     ratio: float = 0.995                  # binary: share of the majority class in train
@@ -77,7 +78,7 @@ class BiasSpec:
 
 @dataclass(frozen=True)
 class ImageSet:
-    images: np.ndarray        # uint8 [N, H, W, C] (C = 1 for MNIST, 3 otherwise)
+    images: np.ndarray        # uint8 [N, H, W, C] (C = 1 for MNIST and digits, 3 otherwise)
     labels: np.ndarray        # int64 [N], the labels training sees (noisy where noise)
     true_labels: np.ndarray   # int64 [N], the clean labels
 
@@ -164,12 +165,16 @@ def _binary(spec, train_labels, test_labels, names, rng):
     n_minor, n_major = binary_counts(spec.n_train, spec.ratio, m, spec.binary_protocol)
     pools = _class_pools(train_labels, n_classes, rng)
     meta = _take_meta(pools, (minor, major), names, m)
-    for c, wanted in ((minor, n_minor), (major, n_major)):
-        if len(pools[c]) - m < wanted:
+    available = (len(pools[minor]) - m, len(pools[major]) - m)
+    for c, have, wanted in ((minor, available[0], n_minor), (major, available[1], n_major)):
+        if have < wanted:
+            largest = _largest_n_train(spec, available)
+            advice = (f"lower --n_train to {largest} or less" if largest else
+                      f"lower --n_train and --ratio: at --ratio {spec.ratio} every --n_train "
+                      "that fits leaves the minority class empty")
             raise BiasedDataError(
-                f"class '{names[c]}' has {len(pools[c]) - m} training images besides the meta "
-                f"set; --n_train {spec.n_train} at --ratio {spec.ratio} needs {wanted}: lower "
-                "--n_train")
+                f"class '{names[c]}' has {have} training images besides the meta set; "
+                f"--n_train {spec.n_train} at --ratio {spec.ratio} needs {wanted}: {advice}")
     train = np.concatenate([pools[minor][m:m + n_minor], pools[major][m:m + n_major]])
     test_pools = _class_pools(test_labels, n_classes, rng)
     per_class = min(BINARY_TEST_PER_CLASS[spec.binary_protocol],
@@ -180,6 +185,20 @@ def _binary(spec, train_labels, test_labels, names, rng):
     details = {"protocol": spec.binary_protocol, "original_labels": [minor, major],
                "minority": 0, "majority": 1, "test_per_class": per_class}
     return train, meta, test, relabel, details
+
+
+def _largest_n_train(spec, available: tuple[int, int]) -> int | None:
+    """The largest ``--n_train`` below ``spec.n_train`` whose counts fit ``available``
+    ``(minority, majority)`` images at ``spec.ratio``; None when none does."""
+    for n_train in range(spec.n_train - 1, 1, -1):
+        try:
+            counts = binary_counts(n_train, spec.ratio, spec.meta_per_class,
+                                   spec.binary_protocol)
+        except BiasedDataError:  # the minority (then every smaller n_train) is empty
+            return None
+        if counts[0] <= available[0] and counts[1] <= available[1]:
+            return n_train
+    return None
 
 
 def _long_tail(spec, train_labels, names, rng):
