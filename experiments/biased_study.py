@@ -95,7 +95,7 @@ SETTINGS = {
         (("accuracy", "accuracy"), ("weight_mass_on_corrupted", "weight on corrupted"),
          ("corrupted_share", "corrupted share")), 30),
     "binary": Setting(
-        "binary", "Binary imbalance 0.995, 2 vs 3 (TML, L2RW)",
+        "binary", "Binary imbalance, 2 vs 3, majority share 0.995 (digits: 0.95) (TML, L2RW)",
         ("--bias", "binary", "--ratio", "0.995", "--binary_classes", "2,3"),
         ("erm", "tml", "l2rw"),
         (("minority_recall", "minority recall"), ("minority_precision", "minority precision"),
