@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's claim over seeds on the embedded data: MAML, Meta-SGD and Bayesian TAML (and
-# Bayesian TAML with its posteriors started narrow, --sigma_init 0.2), 1500 iterations at
+# Bayesian TAML with the original's wide initial posteriors, --sigma_init original), 1500 iterations at
 # the demo's settings, each seed's run in <savedir>/<method>/seed<k>; then the report of
 # every run (tables and learning curves). docs/studies.md has what it measured.
 #   runfiles/ranking.sh [--seeds 0,1,2] [--savedir results/study_ranking] [study flags]

@@ -133,3 +133,19 @@ def test_the_ranking_runfile_runs_the_study_over_seeds_then_the_report(tmp_path)
                      "--savedir", str(tmp_path / "r"), "--workers", "1"]
     assert report == ["main.py", "--mode", "report", "--savedir", str(tmp_path / "r")]
     assert calls("--seeds", "4,5")[0][4:7] == ["--seeds", "4", "5"]
+
+
+def test_the_biased_study_runfile_tunes_and_publishes_both_datasets(tmp_path):
+    recorder = tmp_path / "python"
+    log = tmp_path / "calls"
+    recorder.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" ---- >> {log}\n')
+    recorder.chmod(recorder.stat().st_mode | stat.S_IEXEC)
+    subprocess.run(["bash", str(ROOT / "runfiles" / "biased-study.sh"), "--workers", "1"],
+                   check=True, timeout=60, env={**os.environ, "PYTHON": str(recorder)})
+    calls = [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if c.strip()]
+    assert [c[:4] for c in calls] == [["-m", "experiments.biased_study", "--dataset", d]
+                                      for d in ("glyphs", "digits")]
+    assert calls[0][-4:] == ["--publish", "docs/biased_settings.json", "--workers", "1"]
+    assert calls[1][-4:-2] == ["--publish", "docs/biased_settings_digits.json"]
+    assert all(c[c.index("--seeds") + 1:c.index("--seeds") + 4] == ["0", "1", "2"]
+               for c in calls)
