@@ -307,7 +307,7 @@ def test_the_quick_demo_trains_every_method_of_every_setting_at_its_chosen_value
             assert "failed" in runs[0]["report"] or "validation" in runs[0]["report"]
     out = capsys.readouterr().out
     assert "| MW-Net |" in out and "tail recall" in out and "minority recall" in out
-    assert "vs ERM" in out  # the reading, from the numbers
+    assert "- ERM: " in out  # the reading, from the numbers
     assert (tmp_path / "demo" / "summary.md").is_file()
     assert (tmp_path / "demo" / "quick" / "long_tail").is_dir()  # never reused by a full run
 

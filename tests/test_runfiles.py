@@ -140,7 +140,7 @@ def test_the_biased_study_runfile_tunes_and_publishes_both_datasets(tmp_path):
     log = tmp_path / "calls"
     recorder.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" ---- >> {log}\n')
     recorder.chmod(recorder.stat().st_mode | stat.S_IEXEC)
-    subprocess.run(["bash", str(ROOT / "runfiles" / "biased-study.sh"), "--workers", "1"],
+    subprocess.run(["bash", str(ROOT / "runfiles" / "study-biased.sh"), "--workers", "1"],
                    check=True, timeout=60, env={**os.environ, "PYTHON": str(recorder)})
     calls = [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if c.strip()]
     assert [c[:4] for c in calls] == [["-m", "experiments.biased_study", "--dataset", d]

@@ -46,7 +46,6 @@ class BiasedConfig:
     noise_type: str = "uniform"
     noise_rate: float = 0.4
     meta_per_class: int = 10
-    val_per_class: int = 0
     image_size: int | None = None
     augment: str = "auto"
     # network and the real step
@@ -86,6 +85,8 @@ class BiasedConfig:
     savedir: str | None = None
     data_root: str | None = None
     progress: bool = True
+    # added after the first runs: last, so that an old config.json's keys keep their order
+    val_per_class: int = 0
 
     def __post_init__(self):
         # a flag left out (None) takes the method's own default; frozen, so set it once here

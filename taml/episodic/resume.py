@@ -57,8 +57,19 @@ def check_resume(saved: dict, cfg: Config, savedir: Path) -> list[tuple[str, obj
     refused = RESUME_REFUSED
     if cfg.alpha_on and saved.get("alpha_on"):
         refused = tuple(n for n in refused if n != "inner_lr")  # Meta-SGD learns its steps
+    if "sigma_init" not in saved:
+        # a run saved before the flag (it started at the original's σ) resumes under any
+        # --sigma_init: the flag only initialises, and a resume loads every parameter, so
+        # the same command keeps working across the default's change to 0.2
+        refused = tuple(n for n in refused if n != "sigma_init")
     return compat.check_resume({**UNSAVED_DEFAULTS, **saved}, cfg.to_dict(), savedir,
                                refused=refused, honoured=RESUME_HONOURED, value=_value)
+
+
+def initialised_with(saved: dict) -> dict:
+    """The flags that only initialise (``sigma_init``) at the values the saved run started
+    with: a resume goes on with these, so its config and checkpoints record them."""
+    return {"sigma_init": saved.get("sigma_init", UNSAVED_DEFAULTS["sigma_init"])}
 
 
 def check_meta_test(saved: dict, cfg: Config, savedir: Path) -> None:

@@ -36,7 +36,7 @@ from taml.episodic.build import (
 from taml.episodic.config import Config
 from taml.episodic.evaluate import episode_accuracies, predictor_label
 from taml.episodic.learners.meta_learner import kl_support_sizes
-from taml.episodic.resume import check_classes, check_resume, dataset_classes
+from taml.episodic.resume import check_classes, check_resume, dataset_classes, initialised_with
 from taml.run import checkpoint, compat, distributed
 from taml.run.compat import IncompatibleRun
 from taml.run.distributed import SINGLE, World
@@ -176,6 +176,7 @@ class _Resumed:
     record: dict = field(default_factory=dict)
     changes: list = field(default_factory=list)
     finished: dict | None = None  # the summary when there is nothing left to train
+    initialised: dict = field(default_factory=dict)  # the saved run's initialisation flags
 
 
 def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
@@ -191,6 +192,7 @@ def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
     if state is None:
         return _Resumed(record={"classes": classes, "changes": []})
     changes = check_resume(state["config"], cfg, savedir)
+    initialised = initialised_with(state["config"])
     check_classes(state.get("classes"), classes, ("train", "valid"), savedir)
     saved = state["random"]
     saved = [saved] if isinstance(saved, dict) else saved  # a one-stream checkpoint
@@ -217,7 +219,7 @@ def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
     start = state["iteration"] + 1
     record = {"classes": classes,
               "changes": compat.recorded(state.get("changes", []), changes, "iteration", start)}
-    return _Resumed(start, state["validation"], record, changes)
+    return _Resumed(start, state["validation"], record, changes, initialised=initialised)
 
 
 def _meta_step(cfg, learner, optimizer, streams, sampler, device, world):
@@ -272,6 +274,7 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                  (world.rank + 1) * cfg.shards // world.size)
     streams = [RandomStreams.from_seed(cfg.seed, shard) for shard in mine]
     run = _resume(cfg, world, savedir, device, learner, optimizer, streams, mine, classes)
+    cfg = replace(cfg, **run.initialised)  # recorded as the run started (the model is loaded)
     if run.finished:
         return run.finished
     latest = savedir / checkpoint.LATEST

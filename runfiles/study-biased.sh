@@ -4,7 +4,7 @@
 # UCI digits, every method tuned on a held-out validation split with the same lr grid
 # (seed 0), then seeds 0-2 at the chosen values; publishes the chosen values where the
 # second demo reads them (docs/biased_settings.json, docs/biased_settings_digits.json).
-#   runfiles/biased-study.sh [--workers 2] [--data_root DIR] [other biased_study flags]
+#   runfiles/study-biased.sh [--workers 2] [--data_root DIR] [other biased_study flags]
 # (about 35 min for the glyphs and 20 for the digits on 2 CPU cores; re-running reuses
 # finished runs)
 set -euo pipefail
