@@ -78,6 +78,7 @@ class BiasedConfig:
     savedir: str | None = None
     data_root: str | None = None
     progress: bool = True
+    chance_check: bool = True
 
     @property
     def resolved_network(self) -> str:
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default ./results/biased/<dataset>-<bias>/<method>)")
     r.add_argument("--no_progress", dest="progress", action="store_false",
                    help="no tqdm progress bars")
+    r.add_argument("--no_chance_check", dest="chance_check", action="store_false",
+                   help="train on when the training accuracy stays at chance for a whole "
+                        "epoch (by default the run stops, exit 1: taml/run/chance.py)")
     return p
 
 
