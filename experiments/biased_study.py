@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,9 @@ class Setting:
 
 SCHEDULE = ("--network", "lenet_tml", "--batch_size", "100", "--meta_batch_size", "100",
             "--momentum", "0.9", "--weight_decay", "5e-4", "--meta_per_class", "10")
+# the noise tables' columns: accuracy and the weight the method puts on corrupted labels
+NOISE_COLUMNS = (("accuracy", "accuracy"), ("weight_mass_on_corrupted", "weight on corrupted"),
+                 ("corrupted_share", "corrupted share"))
 SETTINGS = {
     "long_tail": Setting(
         "long_tail", "Long tail, imbalance factor 100 (MW-Net, L2RW, class-balanced, focal)",
@@ -86,14 +89,12 @@ SETTINGS = {
         "noise_uniform", "Label noise, 40% uniform (MW-Net, L2RW)",
         ("--bias", "noise", "--noise_type", "uniform", "--noise_rate", "0.4"),
         ("erm", "l2rw", "mwnet"),
-        (("accuracy", "accuracy"), ("weight_mass_on_corrupted", "weight on corrupted"),
-         ("corrupted_share", "corrupted share")), 30),
+        NOISE_COLUMNS, 30),
     "noise_flip": Setting(
         "noise_flip", "Label noise, 40% flip to two other classes (MW-Net's flip, flip2)",
         ("--bias", "noise", "--noise_type", "flip2", "--noise_rate", "0.4"),
         ("erm", "l2rw", "mwnet"),
-        (("accuracy", "accuracy"), ("weight_mass_on_corrupted", "weight on corrupted"),
-         ("corrupted_share", "corrupted share")), 30),
+        NOISE_COLUMNS, 30),
     "binary": Setting(
         "binary", "Binary imbalance, 2 vs 3, majority share 0.995 (digits: 0.95) (TML, L2RW)",
         ("--bias", "binary", "--ratio", "0.995", "--binary_classes", "2,3"),
@@ -106,6 +107,11 @@ SETTINGS = {
 # minority class would be empty, so they run at 0.95, 6 minority images)
 BINARY_FLAGS = {"glyphs": ("--n_train", "460"),
                 "digits": ("--n_train", "115", "--ratio", "0.95")}
+
+
+def with_flags(setting: Setting, extra: list[str]) -> Setting:
+    """``setting`` with more data flags (``--data_root DIR``)."""
+    return replace(setting, flags=(*setting.flags, *extra)) if extra else setting
 
 
 def data_flags(setting: Setting, dataset: str) -> list[str]:
@@ -330,10 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     with ThreadPoolExecutor(args.workers) as pool:
         for name in args.settings:
-            setting = SETTINGS[name]
-            if extra:
-                setting = Setting(setting.name, setting.title, (*setting.flags, *extra),
-                                  setting.methods, setting.columns, setting.epochs)
+            setting = with_flags(SETTINGS[name], extra)
             print(f"=== {setting.title} on {args.dataset} ===", flush=True)
             results[name] = study_setting(setting, args.dataset, args.seeds, savedir, pool)
             print(table(results[name], setting), flush=True)

@@ -72,11 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"validation split of {study.VAL_PER_CLASS} images per class, never the test set")
     with ThreadPoolExecutor(args.workers) as pool:
         for name in names:
-            setting = study.SETTINGS[name]
-            if args.data_root:
-                setting = study.Setting(setting.name, setting.title,
-                                        (*setting.flags, "--data_root", args.data_root),
-                                        setting.methods, setting.columns, setting.epochs)
+            setting = study.with_flags(study.SETTINGS[name],
+                                       ["--data_root", args.data_root] if args.data_root else [])
             schedule = None
             if args.quick:
                 schedule = [*study.SCHEDULE, "--steps", str(QUICK_STEPS), "--lr_schedule", "",
