@@ -378,6 +378,7 @@ def test_a_resumed_run_of_a_real_method_equals_an_uninterrupted_one(method, flag
     assert_identical(a["model"], b["model"], "model")
     assert_identical(a["method"], b["method"], "method")
     assert_identical(a["optimizer"], b["optimizer"], "optimizer")
+    assert_identical(a["chance"], b["chance"], "chance")  # the chance watch's tally
     assert b["step"] == 7
 
 

@@ -182,6 +182,32 @@ def _config(savedir, data_root, **overrides) -> BiasedConfig:
     return BiasedConfig(**values)
 
 
+def test_a_classifier_stuck_at_chance_stops_the_lnl_run(tmp_path, data_root, monkeypatch,
+                                                         coloured):
+    """The chance watch reads LNL's main classifier: one that gives every image the same
+    output at a flat loss stops the run at the end of epoch 6 (10 steps an epoch here: the
+    first epoch to begin after MIN_STEPS 50); --no_chance_check lets it go on."""
+    from taml.biased import train_lnl as lnl_train
+    from taml.run.errors import TrainingDiverged
+
+    original = lnl.LNLTrainer.pretrain_step
+
+    def stuck(self, images, labels):
+        out = original(self, images, labels)
+        return {**out, "loss": 2.3, "logits": torch.zeros_like(out["logits"])}
+
+    monkeypatch.setattr(lnl.LNLTrainer, "pretrain_step", stuck)
+    flags = dict(batch_size=10, pretrain_epochs=6, epochs=1, eval_every=100, save_every=55)
+    with pytest.raises(TrainingDiverged, match=r"LNL's training accuracy stayed at chance .* "
+                                               r"for epoch 6: .*lower --lr"):
+        lnl_train.train(_config(tmp_path / "run", data_root, **flags), train_per_class=10,
+                        probe_steps=20)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 55
+    report = lnl_train.train(_config(tmp_path / "off", data_root, chance_check=False, **flags),
+                             train_per_class=10, probe_steps=20)
+    assert report["step"] == 70
+
+
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data_root, monkeypatch, coloured):
     from taml.biased import train_lnl as lnl_train
 
@@ -210,6 +236,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data_root, monkeypa
     assert a["step"] == b["step"] == 16
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+    assert a["chance"] == b["chance"]  # the chance watch's tally survives the resume
     assert resumed == {**whole, "checkpoint": resumed["checkpoint"]}
     rows = (tmp_path / "cut" / "train_metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(s) for s in range(2, 17, 2)]

@@ -21,8 +21,8 @@ from . import old_runs
 # flags added after the fixture's format: the episodic family's that old runs lack (a run
 # without one learned with its default, UNSAVED_DEFAULTS)
 ADDED_FLAGS = set(UNSAVED_DEFAULTS) - set(old_runs.episodic_config("maml", ".", "."))
-# and the biased family's (--val_per_class: 0, no val split, is what old runs had)
-BIASED_ADDED_FLAGS = {"val_per_class"}
+# and the biased family's: no val split and no chance check, as old runs had
+BIASED_ADDED_FLAGS = {"val_per_class", "chance_check"}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,8 @@ def same_structure(new, old, where="checkpoint"):
             assert set(new) >= set(old), where
             added = ADDED_FLAGS | BIASED_ADDED_FLAGS
             assert set(new) - set(old) <= added, (where, set(new) - set(old))
+        elif where == "checkpoint":  # and the chance check's tally, added since
+            assert set(new) - {"chance"} == set(old), where
         else:
             assert set(new) == set(old), where
         for key in old:

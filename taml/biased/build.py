@@ -65,14 +65,15 @@ def class_counts(labels: np.ndarray, num_classes: int) -> tuple[int, ...]:
 # a resume goes on learning what it started: besides DEFINING it refuses every flag that
 # changes the objective, the optimiser or the method; it honours (and records) the length
 # of training, the step sizes the divergence advice tells the user to lower (read from the
-# flags every step, so a new value applies from the next one) and the logging schedule
+# flags every step, so a new value applies from the next one), the logging schedule and
+# the chance-level stop (it reads the training statistics, it changes no trained value)
 RESUME_REFUSED = DEFINING + (
     "augment", "meta_batch_size", "lr_schedule", "lr_factor", "momentum", "nesterov",
     "weight_decay", "meta_every", "lookahead_lr", "focal_gamma", "mwnet_hidden",
     "meta_optimizer", "tml_scale", "mwnet_weights", "color_var", "lnl_lambda", "grl_factor",
     "pretrain_epochs", "gray")
 RESUME_HONOURED = ("epochs", "steps", "lr", "meta_lr", "log_every", "eval_every",
-                   "save_every")
+                   "save_every", "chance_check")
 
 
 def check_compatible(saved: dict, cfg: BiasedConfig, path, names=DEFINING) -> None:

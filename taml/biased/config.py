@@ -87,6 +87,7 @@ class BiasedConfig:
     progress: bool = True
     # added after the first runs: last, so that an old config.json's keys keep their order
     val_per_class: int = 0
+    chance_check: bool = True
 
     def __post_init__(self):
         # a flag left out (None) takes the method's own default; frozen, so set it once here
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default ./results/biased/<dataset>-<bias>/<method>)")
     r.add_argument("--no_progress", dest="progress", action="store_false",
                    help="no tqdm progress bars")
+    r.add_argument("--no_chance_check", dest="chance_check", action="store_false",
+                   help="train on when the training accuracy stays at chance for a whole "
+                        "epoch (by default the run stops, exit 1: taml/run/chance.py)")
     return p
 
 

@@ -6,7 +6,9 @@ real loss; gradients averaged over torchrun ranks; a momentum-SGD step. Every --
 steps a CSV row, every --eval_every steps a test-set evaluation, every --save_every steps an
 atomic checkpoint with every random state; re-running the same command resumes, and the
 resumed run ends with exactly the parameters and method state of an uninterrupted one.
-A non-finite loss or gradient stops the run with the last good checkpoint kept.
+A non-finite loss or gradient stops the run with the last good checkpoint kept; so does a
+training accuracy at chance for a whole epoch (:mod:`taml.run.chance`; --no_chance_check
+lets such a run go on).
 
 Data-parallel (torchrun): every rank draws the same global batch and keeps its shard
 (batches.py); model gradients and the method's meta-gradients (through ``sync``) are
@@ -24,6 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from taml.biased import build as parts
 from taml.biased.batches import BatchSource, Normalise, SplitTensors
@@ -37,6 +40,7 @@ from taml.biased.evaluate import (
 )
 from taml.biased.records import RunError, RunRecords
 from taml.run import compat, distributed
+from taml.run.chance import ChanceWatch, EpochAtChance, output_spread
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
@@ -138,9 +142,11 @@ def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
                 steps_per_epoch, total, milestones)
 
 
-def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, dict]:
+def _resume(cfg, world, run: _Run, records: RunRecords, device,
+            watch: ChanceWatch) -> tuple[int, dict]:
     """The first step to train and the histories and changes the checkpoint carries;
-    restores model, optimizer, method and every random stream from ``checkpoint.pt``."""
+    restores model, optimizer, method, every random stream and the chance watch's tally
+    from ``checkpoint.pt``."""
     state = records.load_checkpoint("cpu") if world.is_main else None
     state = distributed.broadcast_object(state, world)
     if state is None:
@@ -156,6 +162,10 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
         if "cuda" in mine[world.rank] and device.type == "cuda":
             torch.cuda.set_rng_state(mine[world.rank]["cuda"], device)
     start = state["step"] + 1
+    if "chance" in state:
+        watch.load_state_dict(state["chance"])
+    else:  # a checkpoint from before the tally: its epoch is seen in part, not checked
+        watch.start_at(start)
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(changes, "step", start, records.checkpoint_path.name):
         records.log.line(line)
@@ -168,7 +178,10 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
 def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float], object]:
     """One training step (the method's step, then the model's) and its named statistics,
     summed over the global batch: loss_sum (loss x examples), correct, examples,
-    weight_on_corrupted and weight (the method's example weights), non_finite."""
+    weight_on_corrupted and weight (the method's example weights), non_finite, and for the
+    chance watch per-class correct predictions and examples (class_correct, class_seen,
+    vectors), the plain cross-entropy of the real step's logits (ce_sum) and how much they
+    vary over the batch (spread_sum: :func:`output_spread` x examples)."""
     x, y, indices = run.source.train_batch(cfg.batch_size)
     meta_x = meta_y = None
     if run.method.needs_meta_batch:
@@ -183,12 +196,19 @@ def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float]
     weights = out.example_weights.detach().double()
     finite = torch.isfinite(out.loss.detach()) & torch.stack(
         [torch.isfinite(g).all() for g in grads]).all()
+    # the chance watch's tally, from the logits the step computed anyway (no extra forward)
+    logits = out.logits.detach()
+    seen = F.one_hot(y, logits.shape[1]).double()
     statistics = {"loss_sum": out.loss.detach().double() * len(y),
                   "correct": (out.logits.argmax(1) == y).double().sum(),
                   "examples": torch.tensor(float(len(y)), dtype=torch.float64,
                                            device=y.device),
                   "weight_on_corrupted": (weights * corrupted).sum(),
-                  "weight": weights.sum(), "non_finite": (~finite).double()}
+                  "weight": weights.sum(), "non_finite": (~finite).double(),
+                  "class_correct": (seen * (logits.argmax(1) == y).double()[:, None]).sum(0),
+                  "class_seen": seen.sum(0),
+                  "ce_sum": F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                  "spread_sum": output_spread(logits).double() * len(y)}
     # one collective for the gradients (averaged: each rank's loss is a mean over an equal
     # shard) and the statistics (summed): every rank takes the same step, or stops there
     stats = distributed.sum_step(grads, statistics, world)
@@ -203,7 +223,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
     run = _build(cfg, world, data, device)
     # dropout and anything else on torch's global stream: a stream per rank
     torch.manual_seed(mixed_seed63(cfg.seed, Stream.GLOBAL, world.rank))
-    start, saved = _resume(cfg, world, run, records, device)
+    watch = ChanceWatch(data.num_classes, run.steps_per_epoch)
+    start, saved = _resume(cfg, world, run, records, device, watch)
     if start == 1:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))
@@ -233,6 +254,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 f" step {last_saved}) is kept; lower --lr (or --meta_lr) and rerun the same "
                 "command to resume from it")
         run.optimizer.step()
+        at_chance = watch.add(step, stats.pop("class_correct"), stats.pop("class_seen"),
+                              stats.pop("ce_sum"), stats.pop("spread_sum"))
         window.add(stats, time.perf_counter() - step_start)
         bar.set_postfix(loss=f"{stats['loss_sum'] / stats['examples']:.3f}")
         if due(step, cfg.log_every, total):
@@ -241,6 +264,11 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             records.write_json("weights.json", weights_document(history, summary, data,
                                                                 run.counts))
             window.reset()
+        if at_chance is not None and cfg.chance_check:
+            message = chance_message(cfg.method, at_chance)
+            records.log.line(f"stopped: {message}")
+            records.close()
+            raise TrainingDiverged(message)
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(run, data, world, step, records, cfg.bias == "binary"))
             records.write_json("eval.json", evals)
@@ -251,7 +279,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 "config": cfg.to_dict(), "model": run.model.state_dict(),
                 "optimizer": run.optimizer.state_dict(), "method": run.method.state_dict(),
                 "step": step, "random": {"batches": run.source.state(), "global": per_rank},
-                "eval": evals, "weights": history, "changes": saved["changes"]})
+                "eval": evals, "weights": history, "changes": saved["changes"],
+                "chance": watch.state_dict()})
             last_saved = step
     bar.close()
     if start > total:
@@ -262,6 +291,34 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                                start - 1 if start > total else total)
     records.close()
     return report
+
+
+METHOD_NAMES = {"erm": "ERM", "class_balanced": "Class-balanced", "focal": "Focal",
+                "tml": "TML", "l2rw": "L2RW", "mwnet": "MW-Net", "lnl": "LNL"}
+# the likely cause of a run stuck at chance and the flag to change, per method
+CHANCE_ADVICE = {
+    "l2rw": "its renormalised weights give a few examples a large step; lower --lr (e.g. "
+            "10x: 0.005 learns on the BN-free glyphs LeNet where 0.05 stays at chance)",
+    "tml": "its class weights may have collapsed onto a few classes; lower --lr or "
+           "--meta_lr (or, if it only learns slowly at its 1/C loss scale, use --tml_scale "
+           "classes with --meta_lr 0.01)",
+    "mwnet": "its weighting net V may have pushed the weights to extremes; lower --meta_lr "
+             "(or --lr)",
+    "lnl": "the step is too large for the classifier; lower --lr (or --lnl_lambda, "
+           "--grl_factor)",
+}
+GENERIC_ADVICE = "the step is too large for this network; lower --lr"
+
+
+def chance_message(method: str, epoch: EpochAtChance) -> str:
+    """The one line of a run stopped at chance: what was seen, the cause, the flag."""
+    return (f"{METHOD_NAMES.get(method, method)}'s training accuracy stayed at chance "
+            f"({100 * epoch.accuracy:.1f}%, balanced {100 * epoch.balanced_accuracy:.1f}%, "
+            f"{epoch.classes} classes; loss {epoch.loss:.3g}, not below the previous "
+            f"epoch's {epoch.previous_loss:.3g}; outputs nearly the same for every image) for "
+            f"epoch {epoch.epoch}: "
+            f"{CHANCE_ADVICE.get(method, GENERIC_ADVICE)}; rerun in a new --savedir (the "
+            "checkpoint holds the stuck model), or add --no_chance_check to train on")
 
 
 def _log_window(cfg, run: _Run, window: Window, step: int, lr: float, noisy: bool,

@@ -38,6 +38,7 @@ from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RunRecords
 from taml.run import compat
+from taml.run.chance import ChanceWatch, output_spread
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
@@ -113,7 +114,7 @@ def build_model(cfg: BiasedConfig, num_classes: int, device) -> LNLNet:
 # a resume refuses what changes what is learned and honours (and records) the length of
 # training, the lr (set from the flags every step) and the logging schedule
 RESUME_REFUSED = DEFINING + ("lr_schedule", "lr_factor", "momentum", "weight_decay")
-RESUME_HONOURED = ("epochs", "lr", "log_every", "eval_every", "save_every")
+RESUME_HONOURED = ("epochs", "lr", "log_every", "eval_every", "save_every", "chance_check")
 
 
 def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
@@ -152,7 +153,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         return LNLTrainer(model, lr, cfg.momentum, cfg.weight_decay, cfg.lnl_lambda,
                           cfg.grl_factor)
 
-    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream)
+    watch = ChanceWatch(data.num_classes, steps_per_epoch)  # the main classifier's
+    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream, watch)
     if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
@@ -178,6 +180,10 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         else:
             out = trainer.unlearn_step(x, y) if unlearning else trainer.pretrain_step(x, y)
         _check_finite(out, step, records, last_saved)
+        seen = torch.bincount(y, minlength=data.num_classes)
+        hits = torch.bincount(y[out["logits"].argmax(1) == y], minlength=data.num_classes)
+        at_chance = watch.add(step, hits.tolist(), seen.tolist(), out["loss"] * len(y),
+                              float(output_spread(out["logits"])) * len(y))
         # named sums over the batch: loss x examples, correct, examples, colour loss x examples
         window.add({"loss_sum": out["loss"] * len(y), "correct": out["correct"],
                     "examples": len(y), "colour_sum": out.get("colour_loss", 0.0) * len(y)},
@@ -185,6 +191,13 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         bar.set_postfix(loss=f"{out['loss']:.3f}")
         if due(step, cfg.log_every, total):
             _log_window(records, window, variant, step, (step - 1) // steps_per_epoch + 1, lr)
+        if at_chance is not None and cfg.chance_check:
+            from taml.biased.train import chance_message
+
+            message = chance_message("lnl", at_chance)
+            records.log.line(f"stopped: {message}")
+            records.close()
+            raise TrainingDiverged(message)
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(model, data, variant, step, records))
             records.write_json("eval.json", evals)
@@ -193,7 +206,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                 "config": cfg.to_dict(), "model": model.state_dict(),
                 "trainer": trainer.state_dict(), "step": step, "eval": evals,
                 "random": {"batches": stream.state(), "torch": torch.get_rng_state()},
-                "changes": changes})
+                "changes": changes, "chance": watch.state_dict()})
             last_saved = step
     bar.close()
     if start > total:
@@ -206,10 +219,10 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
 
 def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
-           stream: IndexStream) -> tuple[LNLTrainer, int, list, list]:
+           stream: IndexStream, watch: ChanceWatch) -> tuple[LNLTrainer, int, list, list]:
     """Resumes from the run folder's checkpoint (refusing the flags that change what is
-    learned, recording the ones honoured), or records a fresh run's config: (trainer, first
-    step, evaluations so far, recorded flag changes)."""
+    learned, recording the ones honoured; the chance watch's tally restored), or records a
+    fresh run's config: (trainer, first step, evaluations so far, recorded flag changes)."""
     state = records.load_checkpoint("cpu")
     if state is None:
         records.write_json("config.json", cfg.to_dict())
@@ -223,6 +236,10 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
     trainer.load_state_dict(state["trainer"])
     stream.restore(state["random"]["batches"])
     torch.set_rng_state(state["random"]["torch"])
+    if "chance" in state:
+        watch.load_state_dict(state["chance"])
+    else:  # a checkpoint from before the tally: its epoch is seen in part, not checked
+        watch.start_at(start)
     changes = compat.recorded(state.get("changes", []), honoured, "step", start)
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(honoured, "step", start, records.checkpoint_path.name):

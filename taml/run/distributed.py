@@ -82,14 +82,21 @@ def sum_in_place(tensors: list[torch.Tensor], world: World) -> None:
 
 
 def sum_step(grads: list[torch.Tensor], statistics: dict[str, torch.Tensor],
-             world: World) -> dict[str, float]:
+             world: World) -> dict[str, float | list[float]]:
     """A training step's one collective: ``grads`` summed over ranks in place together with
-    the step's named scalar statistics (so that every rank takes the same step, or stops at
-    the same one). Returns the statistics summed over ranks, in the gradients' dtype."""
+    the step's named statistics (so that every rank takes the same step, or stops at the
+    same one). Returns the statistics summed over ranks, in the gradients' dtype: a float
+    for a scalar, a list of floats for a vector (e.g. per-class counts)."""
     dtype = grads[0].dtype if grads else torch.float64
-    packed = torch.stack([value.to(dtype) for value in statistics.values()])
+    packed = torch.cat([value.to(dtype).reshape(-1) for value in statistics.values()])
     sum_in_place([*grads, packed], world)
-    return dict(zip(statistics, packed.tolist(), strict=True))
+    values, offset = packed.tolist(), 0
+    summed: dict[str, float | list[float]] = {}
+    for name, value in statistics.items():
+        size = value.numel()
+        summed[name] = values[offset] if value.dim() == 0 else values[offset:offset + size]
+        offset += size
+    return summed
 
 
 def max_over_ranks(value: int, world: World, device: torch.device) -> int:

@@ -2,7 +2,8 @@
 
 A :class:`Refusal` is something the user can fix (bad data, flags, folder, checkpoint,
 device): exit 2, the message names the fix. :class:`TrainingDiverged` is a run whose loss or
-gradient stopped being finite: exit 1. Ctrl-C exits 130 (:func:`taml.run.cli.run_reporting_errors`).
+gradient stopped being finite, or whose training accuracy stayed at chance: exit 1. Ctrl-C
+exits 130 (:func:`taml.run.cli.run_reporting_errors`).
 Each layer subclasses :class:`Refusal` for its own errors, so one ``except`` covers them all.
 """
 
@@ -18,4 +19,5 @@ class Refusal(RuntimeError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or a gradient stopped being finite; the message names the fix."""
+    """The loss or a gradient stopped being finite, or the training accuracy stayed at
+    chance for an epoch (:mod:`taml.run.chance`); the message names the fix."""

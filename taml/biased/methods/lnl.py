@@ -164,7 +164,9 @@ class LNLTrainer:
     """The optimisers and the three kinds of step on one :class:`LNLNet`.
 
     ``opt_fg`` steps f and g (in both LNL phases, as the authors' ``optim``), ``opt_h`` the
-    heads. Images enter as uint8 ``[B, 3, H, W]``; each step returns its losses as floats.
+    heads. Images enter as uint8 ``[B, 3, H, W]``; each step returns its losses as floats,
+    the number of correct predictions and the classifier's logits (detached, for the chance
+    watch of :mod:`taml.run.chance`).
     """
 
     def __init__(self, model: LNLNet, lr: float, momentum: float = 0.9,
@@ -192,7 +194,8 @@ class LNLTrainer:
         loss = F.cross_entropy(logits, labels)
         loss.backward()
         self.opt_fg.step()
-        return {"loss": loss.item(), "correct": int((logits.argmax(1) == labels).sum())}
+        return {"loss": loss.item(), "correct": int((logits.argmax(1) == labels).sum()),
+                "logits": logits.detach()}
 
     def pretrain_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
         """The baseline step, plus h trained on detached f(x) (f never sees h's gradient)."""
@@ -206,7 +209,8 @@ class LNLTrainer:
         self.opt_fg.step()
         self.opt_h.step()
         return {"loss": class_loss.item(), "colour_loss": bias_loss.item() / 3,
-                "correct": int((logits.argmax(1) == labels).sum())}
+                "correct": int((logits.argmax(1) == labels).sum()),
+                "logits": logits.detach()}
 
     def unlearn_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
         """The two LNL phases on one batch (module docstring)."""
@@ -230,7 +234,8 @@ class LNLTrainer:
         self.opt_h.step()
         return {"loss": class_loss.item(), "colour_loss": bias_loss.item() / 3,
                 "neg_entropy": entropy_term.item(),
-                "correct": int((logits.argmax(1) == labels).sum())}
+                "correct": int((logits.argmax(1) == labels).sum()),
+                "logits": logits.detach()}
 
     def state_dict(self) -> dict:
         return {"opt_fg": self.opt_fg.state_dict(), "opt_h": self.opt_h.state_dict()}

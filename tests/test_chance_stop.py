@@ -1,0 +1,121 @@
+"""The chance-level stop (taml/run/chance.py): a biased-data run whose training accuracy
+stays at chance for a whole epoch stops with exit 1 and one line naming the flag, a healthy
+run goes on, and --no_chance_check lets the stuck one train to the end."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from taml.run.chance import SPREAD_MAX, ChanceWatch
+
+from .test_config import ROOT
+
+# experiments/demo_biased.py's settings (long-tailed glyphs, imbalance 100: 12 steps per
+# epoch), shortened; L2RW at its lr 0.05 sits at chance from epoch 6 on (measured: balanced
+# accuracy 11.2%, loss 1.86 -> 1.97, and from epoch 7 the same output for every image), the
+# first epoch checked after MIN_STEPS
+DEMO = ["--dataset", "glyphs", "--bias", "long_tail", "--imbalance_factor", "100",
+        "--meta_per_class", "10", "--network", "lenet_tml", "--batch_size", "100",
+        "--meta_batch_size", "100", "--lr", "0.05", "--momentum", "0.9", "--weight_decay",
+        "5e-4", "--lr_schedule", "", "--log_every", "20", "--eval_every", "1000",
+        "--save_every", "60", "--device", "cpu", "--no_progress", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def glyph_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("glyph_data")
+
+
+def run_main(savedir, data_root, *flags):
+    return subprocess.run(
+        [sys.executable, "main.py", "--mode", "train", *DEMO, "--savedir", str(savedir),
+         "--data_root", str(data_root), *flags], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+def test_a_run_stuck_at_chance_stops_with_exit_1_and_one_line(tmp_path, glyph_root):
+    done = run_main(tmp_path / "run", glyph_root, "--method", "l2rw", "--epochs", "10")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-2000:]
+    line = lines[0]
+    assert line.startswith("error: L2RW's training accuracy stayed at chance")
+    stopped_at = re.search(r"for epoch (\d+):", line)
+    assert "10 classes" in line and stopped_at and 6 <= int(stopped_at[1]) <= 8  # measured: 6
+    assert "lower --lr" in line and "--no_chance_check" in line and "Traceback" not in line
+    assert not (tmp_path / "run" / "test.json").exists()
+    assert "stopped: L2RW's training accuracy" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_healthy_run_is_not_stopped(tmp_path, glyph_root):
+    done = run_main(tmp_path / "run", glyph_root, "--method", "erm", "--epochs", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "test.json").is_file()
+
+
+def test_no_chance_check_lets_the_stuck_run_train_on(tmp_path, glyph_root):
+    done = run_main(tmp_path / "run", glyph_root, "--method", "l2rw", "--epochs", "10",
+                    "--no_chance_check")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "test.json").is_file()
+
+
+# ------------------------------------------------------------------- the rule itself
+def epoch(watch, first_step, correct, seen, loss, spread):
+    """Feeds one epoch of identical steps; returns the verdicts."""
+    n = sum(seen)
+    return [watch.add(step, correct, seen, loss * n, spread * n)
+            for step in range(first_step, first_step + watch.steps_per_epoch)]
+
+
+BLIND = ([0, 0, 30], [50, 20, 30], 1.2, 0.0)  # predicts one class: balanced 1/3
+
+
+def test_the_rule_needs_a_whole_epoch_at_chance_with_a_flat_loss_and_blind_outputs():
+    watch = ChanceWatch(3, 4, min_steps=0)
+    assert epoch(watch, 1, *BLIND) == [None] * 4  # epoch 1 is never checked
+    verdicts = epoch(watch, 5, *BLIND)
+    assert verdicts[:3] == [None] * 3 and verdicts[3].epoch == 2
+    assert verdicts[3].balanced_accuracy == pytest.approx(1 / 3)
+    assert verdicts[3].accuracy == pytest.approx(0.3)
+    # the same balanced accuracy with a falling loss, or outputs that vary with the image
+    for loss, spread in ((1.0, 0.0), (1.2, SPREAD_MAX)):
+        watch = ChanceWatch(3, 4, min_steps=0)
+        epoch(watch, 1, *BLIND)
+        assert epoch(watch, 5, BLIND[0], BLIND[1], loss, spread) == [None] * 4
+    # a learning run: above 1/C + margin
+    watch = ChanceWatch(3, 4, min_steps=0)
+    epoch(watch, 1, *BLIND)
+    assert epoch(watch, 5, [20, 5, 30], [50, 20, 30], 1.2, 0.0) == [None] * 4
+
+
+def test_epochs_that_begin_before_min_steps_are_not_checked():
+    watch = ChanceWatch(3, 4, min_steps=8)
+    verdicts = [v for e in range(4) for v in epoch(watch, 1 + 4 * e, *BLIND)]
+    assert [v.epoch for v in verdicts if v] == [3, 4]  # epoch 3 begins after step 8
+
+
+def test_an_epoch_seen_in_part_is_not_checked():
+    watch = ChanceWatch(3, 4, min_steps=0)
+    watch.start_at(3)  # a resume at step 3 from a checkpoint without a tally
+    verdicts = [watch.add(s, BLIND[0], BLIND[1], 120, 0) for s in range(3, 13)]
+    # epoch 1 seen in part; epoch 2 whole but without a previous loss to compare with
+    assert verdicts[:-1] == [None] * 9 and verdicts[-1].epoch == 3
+
+
+def test_the_tally_survives_a_checkpoint_in_mid_epoch():
+    steps = [([0, 0, 30], [50, 20, 30], 100.0 + s, 0.01 * s) for s in range(1, 13)]
+    straight = ChanceWatch(3, 4, min_steps=0)
+    expected = [straight.add(s, *values) for s, values in enumerate(steps, 1)]
+    first = ChanceWatch(3, 4, min_steps=0)
+    for s, values in enumerate(steps[:6], 1):
+        first.add(s, *values)
+    resumed = ChanceWatch(3, 4, min_steps=0)
+    resumed.load_state_dict(first.state_dict())
+    assert [resumed.add(s, *values) for s, values in enumerate(steps[6:], 7)] == expected[6:]
+    assert resumed.state_dict() == straight.state_dict()
+    assert expected[11] is not None  # the check did fire after the resume
