@@ -45,7 +45,8 @@ def test_a_run_stuck_at_chance_stops_with_exit_1_and_one_line(tmp_path, glyph_ro
     line = lines[0]
     assert line.startswith("error: L2RW's training accuracy stayed at chance")
     stopped_at = re.search(r"for epoch (\d+):", line)
-    assert "10 classes" in line and stopped_at and 6 <= int(stopped_at[1]) <= 8  # measured: 6
+    # 8 classes: the two rarest have fewer than MIN_CLASS_EXAMPLES images an epoch
+    assert "8 classes" in line and stopped_at and 6 <= int(stopped_at[1]) <= 8  # measured: 6
     assert "lower --lr" in line and "--no_chance_check" in line and "Traceback" not in line
     assert not (tmp_path / "run" / "test.json").exists()
     assert "stopped: L2RW's training accuracy" in (tmp_path / "run" / "train.log").read_text()
@@ -108,7 +109,7 @@ def test_an_epoch_seen_in_part_is_not_checked():
 
 
 def test_the_tally_survives_a_checkpoint_in_mid_epoch():
-    steps = [([0, 0, 30], [50, 20, 30], 100.0 + s, 0.01 * s) for s in range(1, 13)]
+    steps = [([0, 0, 30], [50, 20, 30], 100.0 + s, 0.01 * (13 - s)) for s in range(1, 13)]
     straight = ChanceWatch(3, 4, min_steps=0)
     expected = [straight.add(s, *values) for s, values in enumerate(steps, 1)]
     first = ChanceWatch(3, 4, min_steps=0)
@@ -119,3 +120,28 @@ def test_the_tally_survives_a_checkpoint_in_mid_epoch():
     assert [resumed.add(s, *values) for s, values in enumerate(steps[6:], 7)] == expected[6:]
     assert resumed.state_dict() == straight.state_dict()
     assert expected[11] is not None  # the check did fire after the resume
+
+
+def test_a_plateau_whose_outputs_come_to_depend_on_the_image_is_not_stopped():
+    # measured in make demo-biased (class-balanced, lr 0.02, long tail, seed 2): balanced
+    # accuracy 0.100 and a loss falling by < 0.3% an epoch for epochs 1-6, spread 0.0079,
+    # 0.0080, 0.0082, ...; it then learns. A shrinking spread at the same numbers is stuck.
+    growing = ChanceWatch(3, 4, min_steps=0)
+    shrinking = ChanceWatch(3, 4, min_steps=0)
+    grown, shrunk = [], []
+    for e, spread in enumerate((0.0079, 0.0080, 0.0082, 0.0085)):
+        grown += epoch(growing, 1 + 4 * e, BLIND[0], BLIND[1], 1.2, spread)
+        shrunk += epoch(shrinking, 1 + 4 * e, BLIND[0], BLIND[1], 1.2, 0.0085 - spread + 0.0079)
+    assert grown == [None] * 16
+    assert [v.epoch for v in shrunk if v] == [2, 3, 4]
+
+
+def test_classes_with_few_examples_in_the_epoch_are_not_judged():
+    # the 0.995 binary sets: 2 minority images an epoch, whose recall is no evidence; with
+    # one class left there is no balanced accuracy to judge, so the epoch is not checked
+    watch = ChanceWatch(2, 4, min_steps=0)
+    few = [v for e in range(3) for v in epoch(watch, 1 + 4 * e, [0, 98], [2, 98], 0.5, 0.0)]
+    assert few == [None] * 12
+    watch = ChanceWatch(2, 4, min_steps=0)
+    enough = [v for e in range(3) for v in epoch(watch, 1 + 4 * e, [0, 90], [10, 90], 0.5, 0.0)]
+    assert [v.epoch for v in enough if v] == [2, 3]
