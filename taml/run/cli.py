@@ -44,12 +44,12 @@ def check_number(flag: str, value: float | None, *, minimum: float = 0.0,
     raise ValueError(f"{flag} must be {rule}, got {value}")
 
 
-def check_path_flag(flag: str, value: str | None) -> None:
+def check_path_flag(flag: str, value: str | None,
+                    fix: str = "give a folder, or leave the flag out for the default") -> None:
     """An empty path (``--savedir ''``) would mean the current folder, or the default one,
     silently: refused (None, the flag left out, passes)."""
     if value is not None and not str(value).strip():
-        raise ValueError(f"{flag} is empty; give a folder, or leave the flag out for the "
-                         "default")
+        raise ValueError(f"{flag} is empty; {fix}")
 
 
 RESUME_ADVICE = "interrupted: rerun the same command to resume from the last checkpoint"
