@@ -33,6 +33,12 @@ class RunError(Refusal):
     not split over the processes, no GPU); the message is one line naming the flag."""
 
 
+def kept_checkpoint(records: RunRecords, last_saved: int) -> str:
+    """What a stopped run leaves to resume from: the checkpoint of step ``last_saved``, or
+    none when the run stopped before its first save (step 0 names no file that exists)."""
+    if last_saved < 1:
+        return "No checkpoint was saved yet"
+    return f"The last good checkpoint ({records.checkpoint_path}, step {last_saved}) is kept"
 
 
 class RunRecords:

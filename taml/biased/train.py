@@ -35,7 +35,7 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords
+from taml.biased.records import RunError, RunRecords, kept_checkpoint
 from taml.run import compat, distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
@@ -229,9 +229,9 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             records.close()
             raise TrainingDiverged(
                 f"step {step}: the loss or a gradient is not finite (loss "
-                f"{out.loss.item():.4g}). The last good checkpoint ({records.checkpoint_path},"
-                f" step {last_saved}) is kept; lower --lr (or --meta_lr) and rerun the same "
-                "command to resume from it")
+                f"{out.loss.item():.4g}). {kept_checkpoint(records, last_saved)}; lower --lr "
+                f"(or --meta_lr) and rerun the same command to "
+                f"{'resume from it' if last_saved else 'start again'}")
         run.optimizer.step()
         window.add(stats, time.perf_counter() - step_start)
         bar.set_postfix(loss=f"{stats['loss_sum'] / stats['examples']:.3f}")

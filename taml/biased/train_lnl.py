@@ -36,7 +36,7 @@ from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords
+from taml.biased.records import RunRecords, kept_checkpoint
 from taml.run import compat
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
@@ -236,9 +236,9 @@ def _check_finite(out: dict, step: int, records: RunRecords, last_saved: int) ->
     if not np.isfinite(out["loss"]) or not np.isfinite(out.get("colour_loss", 0.0)):
         records.close()
         raise TrainingDiverged(
-            f"step {step}: the loss is not finite. The last good checkpoint "
-            f"({records.checkpoint_path}, step {last_saved}) is kept; lower --lr, "
-            "--lnl_lambda or --grl_factor and rerun the same command to resume from it")
+            f"step {step}: the loss is not finite. {kept_checkpoint(records, last_saved)}; "
+            "lower --lr, --lnl_lambda or --grl_factor and rerun the same command to "
+            f"{'resume from it' if last_saved else 'start again'}")
 
 
 def _log_window(records: RunRecords, window: Window, variant: str, step: int, epoch: int,
