@@ -35,7 +35,7 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords, kept_checkpoint
+from taml.biased.records import RunError, RunRecords, check_batch_size, kept_checkpoint
 from taml.run import compat, distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
@@ -94,6 +94,7 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
+    check_batch_size(cfg.batch_size, len(data.train.labels))
     check_shards(cfg, world, len(data.meta.labels))
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
     with lock:
@@ -146,6 +147,11 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
     if state is None:
         return 1, {"eval": [], "weights": [], "changes": []}
     changes = parts.check_resume(state["config"], cfg, records.savedir)
+    if state["step"] >= run.total:  # finished: tested already, nothing is written again
+        report = records.finished_report(state["step"]) if world.is_main else None
+        report = distributed.broadcast_object(report, world)
+        if report is not None:
+            return state["step"] + 1, {"finished": report}
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.method.load_state_dict(state["method"])
@@ -204,6 +210,10 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
     # dropout and anything else on torch's global stream: a stream per rank
     torch.manual_seed(mixed_seed63(cfg.seed, Stream.GLOBAL, world.rank))
     start, saved = _resume(cfg, world, run, records, device)
+    if "finished" in saved:
+        records.say_finished(start - 1, "--steps" if cfg.steps is not None else "--epochs")
+        records.close()
+        return saved["finished"]
     if start == 1:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))

@@ -36,7 +36,7 @@ from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords, kept_checkpoint
+from taml.biased.records import RunRecords, check_batch_size, kept_checkpoint
 from taml.run import compat
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
@@ -127,6 +127,7 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
     check_writable(savedir, "--savedir")
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
+    check_batch_size(cfg.batch_size, len(data.train_labels))
     with RunLock(savedir):
         return _train(cfg, data, RunRecords(savedir), device, probe_steps)
 
@@ -152,7 +153,12 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         return LNLTrainer(model, lr, cfg.momentum, cfg.weight_decay, cfg.lnl_lambda,
                           cfg.grl_factor)
 
-    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream)
+    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream, total)
+    if trainer is None:
+        records.say_finished(start - 1, "--epochs")
+        report = records.finished_report(start - 1)
+        records.close()
+        return report
     if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
@@ -206,10 +212,11 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
 
 def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
-           stream: IndexStream) -> tuple[LNLTrainer, int, list, list]:
+           stream: IndexStream, total: int) -> tuple[LNLTrainer | None, int, list, list]:
     """Resumes from the run folder's checkpoint (refusing the flags that change what is
     learned, recording the ones honoured), or records a fresh run's config: (trainer, first
-    step, evaluations so far, recorded flag changes)."""
+    step, evaluations so far, recorded flag changes); trainer None: the run of ``total``
+    steps is finished and tested."""
     state = records.load_checkpoint("cpu")
     if state is None:
         records.write_json("config.json", cfg.to_dict())
@@ -217,6 +224,8 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
         return make_trainer(1), 1, [], []
     honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
                                    refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
+    if state["step"] >= total and records.finished_report(state["step"]) is not None:
+        return None, state["step"] + 1, [], []  # finished and tested: change nothing
     model.load_state_dict(state["model"])
     start = state["step"] + 1
     trainer = make_trainer(state["step"])  # the phase that saved it
