@@ -65,7 +65,7 @@ def load(path: Path | str, device: torch.device | str = "cpu", *,
     found = family_of(state["config"])
     if family is not None and found != family:
         # a valid run of the other family: never advise deleting it
-        raise CheckpointError(f"{path} belongs to a {FAMILY_RUNS.get(found, found)} folder, "
-                              f"not a {FAMILY_RUNS.get(family, family)} one; it is kept: "
-                              "choose another --savedir for this run")
+        raise CheckpointError(f"{path} is the checkpoint of a {FAMILY_RUNS.get(found, found)}"
+                              f", not of a {FAMILY_RUNS.get(family, family)}; that run is "
+                              "kept: choose another --savedir for this one")
     return state
