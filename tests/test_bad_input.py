@@ -787,6 +787,19 @@ def test_re_running_a_finished_biased_run_says_so_and_changes_nothing(biased_cop
     assert snapshot(biased_copy) == before
 
 
+def test_re_running_a_finished_lnl_run_says_so_and_changes_nothing(tmp_path):
+    source = image_folder(tmp_path / "images", 3, per_class=8)
+    flags = ["--mode", "train", "--method", "lnl", "--dataset", f"folder:{source}",
+             "--image_size", "16", "--epochs", "1", "--batch_size", "4", "--no_progress",
+             "--device", "cpu", "--data_root", str(tmp_path / "data"), "--savedir",
+             str(tmp_path / "run")]
+    assert invoke(flags)[0] == 0
+    before = snapshot(tmp_path / "run")
+    rc, err = invoke(flags)
+    assert_one_line(rc, err, 0, "is finished", "test.json", "raise --epochs")
+    assert snapshot(tmp_path / "run") == before
+
+
 def test_a_full_disk_at_the_first_checkpoint_claims_no_previous_one(glyph_root, tmp_path,
                                                                    monkeypatch):
     import taml.run.checkpoint as checkpoints
