@@ -4,7 +4,7 @@ Colored-MNIST protocol, end to end on a CPU, no download, several seeds.
     python -m experiments.demo_lnl [--savedir results/demo-lnl] [--seeds 3] [--quick]
 
 Each (variant, seed) is an ordinary ``main.py --mode train --method lnl`` run in
-``<savedir>/seed<k>/{baseline,lnl}`` (re-running resumes, or only re-tests a finished run);
+``<savedir>/seed<k>/{baseline,lnl}`` (re-running resumes; a finished, tested run is left as it is);
 a seed's two runs share it, so LNL's pre-training is exactly the baseline's first epochs. The
 table gives, mean ± std over seeds, the accuracy on colour-shuffled test images (the colour
 no longer tells the class), on gray test images, and the colour probe's accuracy on the

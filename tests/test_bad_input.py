@@ -554,3 +554,295 @@ def test_a_full_disk_while_generating_a_store_is_one_line(tmp_path):
     result = subprocess_main(args(tmp_path / "data", tmp_path / "run"), preexec_fn=small_files)
     assert_one_line(result.returncode, result.stderr, 2, "cannot write", "--data_root")
     assert not list((tmp_path / "data").rglob("*.npz"))  # no partial store left behind
+
+
+# ================================================================ the biased-data family
+# issue 25: --mode train|test keeps the promises above. The run: ERM, 2 steps of 20 images
+# on the embedded glyphs, generated once per session.
+BIASED = ["--mode", "train", "--method", "erm", "--steps", "2", "--batch_size", "20",
+          "--no_progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def glyph_root(tmp_path_factory):
+    """A data root with the embedded glyphs (read-only use)."""
+    from taml.data.classification import generate_glyphs
+
+    root = tmp_path_factory.mktemp("bad_input_glyphs")
+    generate_glyphs(root)
+    return root
+
+
+def biased(data_root, savedir, *extra) -> list[str]:
+    return [*BIASED, "--data_root", str(data_root), "--savedir", str(savedir), *extra]
+
+
+@pytest.fixture(scope="session")
+def finished_biased(glyph_root, tmp_path_factory):
+    """A finished, tested 2-step ERM run; tests copy it before touching it."""
+    savedir = tmp_path_factory.mktemp("finished_biased") / "run"
+    rc, err = invoke(biased(glyph_root, savedir))
+    assert rc == 0, err
+    return savedir
+
+
+@pytest.fixture
+def biased_copy(finished_biased, tmp_path):
+    target = tmp_path / "biased_run"
+    shutil.copytree(finished_biased, target)
+    return target
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--lr", "nan"], ["--lr must be a positive finite number, got nan"]),
+    (["--lr", "inf"], ["--lr must be a positive finite number, got inf"]),
+    (["--weight_decay", "nan"], ["--weight_decay", "got nan"]),
+    (["--weight_decay", "-1"], ["--weight_decay", "0 or more", "got -1"]),
+    (["--momentum", "1.5"], ["--momentum", "[0, 1)", "got 1.5"]),
+    (["--lr_factor", "nan"], ["--lr_factor", "got nan"]),
+    (["--method", "tml", "--lookahead_lr", "nan"], ["--lookahead_lr", "got nan"]),
+    (["--method", "focal", "--focal_gamma", "nan"], ["--focal_gamma", "got nan"]),
+    (["--method", "mwnet", "--meta_lr", "nan"], ["--meta_lr", "got nan"]),
+    (["--method", "lnl", "--grl_factor", "nan"], ["--grl_factor", "got nan"]),
+    (["--method", "lnl", "--grl_factor", "-1"], ["--grl_factor", "0 or more", "got -1"]),
+    (["--method", "lnl", "--lnl_lambda", "-1"], ["--lnl_lambda", "0 or more", "got -1"]),
+    (["--imbalance_factor", "nan"], ["--imbalance_factor must be at least 1"]),
+    (["--gray"], ["--gray is used by --method lnl only", "--method erm would ignore it"]),
+    (["--focal_gamma", "2"], ["--focal_gamma is used by --method focal only"]),
+    (["--method", "lnl", "--bias", "binary"], ["--bias is used by every --method but lnl"]),
+    (["--savedir", ""], ["--savedir is empty"]),
+    (["--data_root", ""], ["--data_root is empty"]),
+])
+def test_bad_biased_flags_fail_at_parse_time_in_one_line(glyph_root, tmp_path, extra,
+                                                         fragments, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty path must not mean this folder either
+    savedir = tmp_path / "run"
+    rc, err = invoke(biased(glyph_root, savedir) + extra)
+    assert_one_line(rc, err, 2, *fragments)
+    assert "usage:" not in err
+    assert list(tmp_path.iterdir()) == []  # no run folder, no store, no .lock
+
+
+def test_empty_paths_are_refused_by_the_episodic_parser_too(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, err = invoke(args(data_root, tmp_path / "run", "--data_root", ""))
+    assert_one_line(rc, err, 2, "--data_root is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--savedir", ""], "--savedir is empty"),
+    (["--savedir", "RUNS", "--out", ""], "--out is empty"),
+])
+def test_the_report_refuses_empty_paths(finished_biased, tmp_path, monkeypatch, flags,
+                                        fragment):
+    monkeypatch.chdir(tmp_path)
+    flags = [str(finished_biased.parent) if f == "RUNS" else f for f in flags]
+    before = snapshot(finished_biased.parent)
+    rc, err = invoke(["--mode", "report", *flags])
+    assert_one_line(rc, err, 2, fragment)
+    assert list(tmp_path.iterdir()) == []  # no report.md in the working folder
+    assert snapshot(finished_biased.parent) == before
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(glyph_root, tmp_path):
+    rc, err = invoke(biased(glyph_root, tmp_path / "run", "--batch_size", "100000"))
+    assert_one_line(rc, err, 2, "--batch_size 100000 is more than the", "training images")
+    assert not (tmp_path / "run").exists()
+
+
+# -------------------------------------------------------- unwritable or full data roots
+@pytest.mark.parametrize("method", ["erm", "lnl"])
+@pytest.mark.parametrize("where, fragment", [("under_file", "is under the file"),
+                                             ("proc", "under /proc")])
+def test_an_unusable_biased_data_root_is_one_line(tmp_path, method, where, fragment):
+    (tmp_path / "afile").write_text("keep me")
+    root = {"under_file": tmp_path / "afile" / "data", "proc": Path("/proc/taml_data")}[where]
+    flags = biased(root, tmp_path / "run", "--method", method)
+    if method == "lnl":
+        flags = [f for f in flags if f not in ("--steps", "2")] + ["--epochs", "1"]
+    rc, err = invoke(flags)
+    assert_one_line(rc, err, 2, "--data_root", fragment)
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert not (tmp_path / "run").exists()
+
+
+def _disk_full(*a, **k):
+    import errno
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "store.npz")
+
+
+def test_a_full_disk_while_generating_glyphs_is_one_line(tmp_path, monkeypatch):
+    import taml.data.classification as classification
+
+    monkeypatch.setattr(classification, "save_split", _disk_full)
+    rc, err = invoke(biased(tmp_path / "data", tmp_path / "run"))
+    assert_one_line(rc, err, 2, "cannot write", "No space left on device", "--data_root")
+    assert not (tmp_path / "run").exists()
+    assert not list((tmp_path / "data").rglob("*.json"))  # no manifest: never a cache
+
+
+def test_a_full_disk_while_colouring_is_one_line(glyph_root, tmp_path, monkeypatch):
+    import taml.data.colored as colored
+
+    root = tmp_path / "data"
+    shutil.copytree(glyph_root, root)
+    monkeypatch.setattr(colored, "save_split", _disk_full)
+    rc, err = invoke(["--mode", "train", "--method", "lnl", "--epochs", "1", "--no_progress",
+                      "--device", "cpu", "--data_root", str(root), "--savedir",
+                      str(tmp_path / "run")])
+    assert_one_line(rc, err, 2, "cannot write", "--data_root")
+    assert not (root / "colored").exists() or not list((root / "colored").rglob("*.json"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_read_only_root_for_a_folder_cache_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import taml.run.folder as rundir
+
+    real = tempfile.mkstemp
+
+    def read_only(*a, dir=None, **k):  # root ignores a mode of 0555: a read-only mount
+        if dir is not None and Path(dir).is_relative_to(tmp_path / "mount"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*a, dir=dir, **k)
+
+    source = image_folder(tmp_path / "images", 3)
+    (tmp_path / "mount").mkdir()
+    monkeypatch.setattr(rundir.tempfile, "mkstemp", read_only)
+    rc, err = invoke(biased(tmp_path / "mount", tmp_path / "run", "--dataset",
+                            f"folder:{source}"))
+    assert_one_line(rc, err, 2, "--data_root", "read-only", "choose a writable folder")
+    assert list((tmp_path / "mount").iterdir()) == []
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_biased_data_root_is_one_line(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        rc, err = invoke(biased(folder / "data", tmp_path / "run"))
+        assert_one_line(rc, err, 2, "--data_root", "cannot create files")
+    finally:
+        folder.chmod(0o755)
+
+
+# ------------------------------------------------------------------ the biased messages
+def test_a_corrupt_folder_cache_names_a_real_command(tmp_path):
+    from taml.data.classification import folder_cache, import_folder_classes
+
+    source = image_folder(tmp_path / "images", 3)
+    root = tmp_path / "data"
+    cache = import_folder_classes(source, folder_cache(f"folder:{source}", root, 32))
+    split_path(cache, "train").write_bytes(b"garbage")
+    rc, err = invoke(biased(root, tmp_path / "run", "--dataset", f"folder:{source}"))
+    assert_one_line(rc, err, 2, "corrupt or incomplete", f"rm -r {cache}", "rerun")
+    assert "check the folder" not in err and "--force" not in err
+
+
+def test_a_corrupt_coloured_store_names_its_data_root(glyph_root, tmp_path):
+    from taml.data.colored import build_colored
+
+    root = tmp_path / "data"
+    shutil.copytree(glyph_root, root)
+    built = build_colored("glyphs", 0.02, 0, root)
+    split_path(built.directory, "train").write_bytes(b"garbage")
+    rc, err = invoke(["--mode", "train", "--method", "lnl", "--epochs", "1", "--no_progress",
+                      "--device", "cpu", "--data_root", str(root), "--savedir",
+                      str(tmp_path / "run")])
+    assert_one_line(rc, err, 2, "python -m taml.data.colored --base glyphs",
+                    f"--data_root {root} --force")
+    assert not (tmp_path / "run").exists()
+
+
+def test_nested_image_folders_are_explained_on_the_biased_side_too(tmp_path):
+    source = image_folder(tmp_path / "images", 3)
+    nested = source / "class_00" / "more"
+    nested.mkdir()
+    for image in (source / "class_00").glob("*.png"):
+        image.rename(nested / image.name)
+    rc, err = invoke(biased(tmp_path / "data", tmp_path / "run", "--dataset",
+                            f"folder:{source}"))
+    assert_one_line(rc, err, 2, "'class_00' has 0", "sub-folders", "not searched")
+
+
+def test_a_biased_run_given_to_meta_train_is_called_so_and_kept(biased_copy, data_root):
+    before = snapshot(biased_copy)
+    rc, err = invoke(args(data_root, biased_copy, "--n_train_iters", "1"))
+    assert_one_line(rc, err, 2, "biased-data run", "choose another --savedir")
+    assert "delete" not in err
+    assert snapshot(biased_copy) == before
+
+
+def test_re_running_a_finished_biased_run_says_so_and_changes_nothing(biased_copy, glyph_root):
+    before = snapshot(biased_copy)
+    rc, err = invoke(biased(glyph_root, biased_copy))
+    assert_one_line(rc, err, 0, "is finished", str(biased_copy / "test.json"),
+                    "raise --steps", "--mode test")
+    assert snapshot(biased_copy) == before
+
+
+def test_re_running_a_finished_lnl_run_says_so_and_changes_nothing(tmp_path):
+    source = image_folder(tmp_path / "images", 3, per_class=8)
+    flags = ["--mode", "train", "--method", "lnl", "--dataset", f"folder:{source}",
+             "--image_size", "16", "--epochs", "1", "--batch_size", "4", "--no_progress",
+             "--device", "cpu", "--data_root", str(tmp_path / "data"), "--savedir",
+             str(tmp_path / "run")]
+    assert invoke(flags)[0] == 0
+    before = snapshot(tmp_path / "run")
+    rc, err = invoke(flags)
+    assert_one_line(rc, err, 0, "is finished", "test.json", "raise --epochs")
+    assert snapshot(tmp_path / "run") == before
+
+
+def test_a_full_disk_at_the_first_checkpoint_claims_no_previous_one(glyph_root, tmp_path,
+                                                                   monkeypatch):
+    import taml.run.checkpoint as checkpoints
+
+    monkeypatch.setattr(checkpoints.torch, "save", _disk_full)
+    rc, err = invoke(biased(glyph_root, tmp_path / "run"))
+    assert_one_line(rc, err, 2, "cannot write", "no checkpoint was saved yet")
+    assert "previous checkpoint" not in err
+    assert not (tmp_path / "run" / checkpoint.LATEST).exists()
+
+
+def test_a_biased_divergence_before_any_checkpoint_does_not_name_one(glyph_root, tmp_path,
+                                                                     monkeypatch):
+    import types
+
+    import torch.nn.functional as F
+
+    import taml.biased.methods.erm as erm
+
+    monkeypatch.setattr(erm, "F", types.SimpleNamespace(
+        cross_entropy=lambda logits, y: F.cross_entropy(logits, y) * float("nan")))
+    rc, err = invoke(biased(glyph_root, tmp_path / "run"))
+    assert_one_line(rc, err, 1, "step 1", "No checkpoint was saved yet", "lower --lr",
+                    "start again")
+    assert "step 0" not in err
+
+
+@pytest.mark.parametrize("method", ["erm", "lnl"])
+def test_ctrl_c_during_a_biased_test_does_not_advise_resuming(tmp_path, monkeypatch, method):
+    import taml.biased.build as parts
+    import taml.biased.train_lnl as train_lnl
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_lnl, "load_lnl_data", interrupted)
+    monkeypatch.setattr(parts, "load_data", interrupted)
+    savedir = tmp_path / "run"
+    savedir.mkdir()
+    (savedir / checkpoint.LATEST).write_bytes(b"a checkpoint")
+    before = snapshot(savedir)
+    flags = ["--mode", "test", "--method", method, "--savedir", str(savedir), "--device", "cpu"]
+    rc, err = invoke(flags)
+    assert_one_line(rc, err, 130, "the test stopped before it finished", "test again")
+    assert "resume" not in err
+    assert snapshot(savedir) == before

@@ -29,7 +29,7 @@ def _lnl(cfg) -> int:
 def main(argv: list[str]) -> int:
     cfg = parse_biased_config(argv)  # argparse prints the one-line usage error, exits 2
     from taml.run import distributed
-    from taml.run.cli import run_reporting_errors
+    from taml.run.cli import RESUME_ADVICE, run_reporting_errors
     from taml.run.errors import Refusal, TrainingDiverged
 
     worlds = []  # the process group, once joined (LNL runs in one process)
@@ -51,5 +51,8 @@ def main(argv: list[str]) -> int:
         for world in worlds:
             distributed.stop(world, finished)
 
-    return run_reporting_errors(action, (Refusal,),
-                                TrainingDiverged, stop)
+    # --mode test trains nothing: there is no checkpoint of it to resume from
+    interrupted = (RESUME_ADVICE if cfg.mode == "train" else
+                   "interrupted: the test stopped before it finished (the checkpoint is "
+                   "unchanged); rerun the same command to test again")
+    return run_reporting_errors(action, (Refusal,), TrainingDiverged, stop, interrupted)

@@ -9,9 +9,11 @@ time with one line naming the flag to change.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
 
-from taml.run.cli import OneLineParser
+from taml.run.cli import OneLineParser, check_number, check_path_flag
 
 METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
 DATASETS = ("glyphs", "digits", "mnist", "cifar10", "cifar100")
@@ -269,7 +271,7 @@ def _check(cfg: BiasedConfig) -> None:
         raise ValueError("--dataset folder: needs a path, e.g. folder:/data/my_images")
     if not 0 < cfg.ratio < 1:
         raise ValueError(f"--ratio must be in (0, 1) (the majority's share), got {cfg.ratio}")
-    if cfg.imbalance_factor < 1:
+    if not math.isfinite(cfg.imbalance_factor) or cfg.imbalance_factor < 1:
         raise ValueError(f"--imbalance_factor must be at least 1 (largest / smallest class), "
                          f"got {cfg.imbalance_factor}")
     if not 0 <= cfg.noise_rate < 1:
@@ -277,25 +279,24 @@ def _check(cfg: BiasedConfig) -> None:
     a, b = cfg.binary_classes
     if a == b or min(a, b) < 0:
         raise ValueError(f"--binary_classes needs two different labels, got {a},{b}")
-    for name in ("lr", "meta_lr", "lr_factor"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if cfg.lookahead_lr is not None and cfg.lookahead_lr <= 0:
-        raise ValueError(f"--lookahead_lr must be positive, got {cfg.lookahead_lr}")
-    if not 0 <= cfg.momentum < 1 or cfg.weight_decay < 0:
-        raise ValueError("--momentum must be in [0, 1) and --weight_decay 0 or more")
+    # every real-valued flag finite (nan passes "<= 0", and would load the data, make the
+    # folder and die in a traceback at the first step) and in its range, named with its value
+    for name in ("lr", "meta_lr", "lr_factor", "lookahead_lr", "color_var"):
+        check_number(f"--{name}", getattr(cfg, name))
+    for name in ("weight_decay", "focal_gamma", "lnl_lambda", "grl_factor"):
+        # a negative --grl_factor turns the reversal around (f would help the colour head)
+        check_number(f"--{name}", getattr(cfg, name), inclusive=True)
+    check_number("--momentum", cfg.momentum, inclusive=True, below=1.0)
     if cfg.nesterov and cfg.momentum == 0:
         raise ValueError("--nesterov needs a --momentum above 0")
-    if cfg.focal_gamma < 0:
-        raise ValueError(f"--focal_gamma must be 0 or more, got {cfg.focal_gamma}")
     if list(cfg.lr_schedule) != sorted(set(cfg.lr_schedule)) or any(
             m < 1 for m in cfg.lr_schedule):
         raise ValueError(f"--lr_schedule must be increasing positive milestones, got "
                          f"{','.join(map(str, cfg.lr_schedule))}")
     if cfg.image_size is not None and cfg.image_size < 8:
         raise ValueError(f"--image_size must be at least 8, got {cfg.image_size}")
-    if cfg.pretrain_epochs < 0 or cfg.color_var <= 0:
-        raise ValueError("--pretrain_epochs must be 0 or more and --color_var positive")
+    if cfg.pretrain_epochs < 0:
+        raise ValueError(f"--pretrain_epochs must be 0 or more, got {cfg.pretrain_epochs}")
     if cfg.method != "lnl":  # the builders' own checks that need no data
         from taml.data.recipes import check_spec
         from taml.data.registry import DatasetError
@@ -306,12 +307,46 @@ def _check(cfg: BiasedConfig) -> None:
             raise ValueError(str(error)) from None
 
 
+# the flags only some methods read, and which: another method would ignore the flag but
+# record it in config.json, as if the run had used it
+METHOD_FLAGS = {
+    "meta_lr": ("tml", "mwnet"), "meta_every": ("tml",),
+    "lookahead_lr": ("tml", "l2rw", "mwnet"), "focal_gamma": ("focal",),
+    "tml_scale": ("tml",), "mwnet_hidden": ("mwnet",), "meta_optimizer": ("mwnet",),
+    "mwnet_weights": ("mwnet",),
+    **{name: ("lnl",) for name in ("color_var", "lnl_lambda", "grl_factor",
+                                   "pretrain_epochs", "gray")},
+    # LNL makes its own coloured data and network: the recipe and network flags are not its
+    **{name: tuple(m for m in METHODS if m != "lnl") for name in (
+        "bias", "imbalance_factor", "ratio", "binary_classes", "n_train", "binary_protocol",
+        "noise_type", "noise_rate", "meta_per_class", "val_per_class", "network", "augment",
+        "meta_batch_size")},
+}
+
+
+def _check_method_flags(cfg: BiasedConfig) -> None:
+    """A flag set away from its default that ``--method`` does not read is refused, naming
+    the methods that do (a flag given at its default value changes nothing, so passes)."""
+    default = BiasedConfig(method=cfg.method)
+    for name, users in METHOD_FLAGS.items():
+        if cfg.method not in users and getattr(cfg, name) != getattr(default, name):
+            who = ("every --method but lnl (which colours its own data)" if "lnl" not in users
+                   and len(users) == len(METHODS) - 1 else f"--method {' / '.join(users)} only")
+            raise ValueError(f"--{name} is used by {who}; --method {cfg.method} would ignore "
+                             "it: leave it out")
+
+
 def parse_biased_config(argv: list[str] | None = None) -> BiasedConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = BiasedConfig(**{f.name: getattr(args, f.name) for f in fields(BiasedConfig)})
     try:
+        for name in ("savedir", "data_root"):  # '' would be the current (or default) folder
+            check_path_flag(f"--{name}", getattr(cfg, name))
+            if getattr(cfg, name) is not None:  # '~' expanded ('--savedir=~/x' is not)
+                cfg = replace(cfg, **{name: os.path.expanduser(getattr(cfg, name))})
         _check(cfg)
+        _check_method_flags(cfg)
     except ValueError as error:
         parser.error(str(error))
     return cfg

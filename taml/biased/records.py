@@ -17,7 +17,9 @@ each step has one row however often the run was interrupted.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 from taml.run import checkpoint
@@ -33,6 +35,20 @@ class RunError(Refusal):
     not split over the processes, no GPU); the message is one line naming the flag."""
 
 
+def check_batch_size(batch_size: int, n_train: int) -> None:
+    """A batch larger than the training set would be clipped to it while config.json keeps
+    the asked size: refused, naming the set's size."""
+    if batch_size > n_train:
+        raise RunError(f"--batch_size {batch_size} is more than the {n_train} training images "
+                       f"of this recipe; choose --batch_size {n_train} or less")
+
+
+def kept_checkpoint(records: RunRecords, last_saved: int) -> str:
+    """What a stopped run leaves to resume from: the checkpoint of step ``last_saved``, or
+    none when the run stopped before its first save (step 0 names no file that exists)."""
+    if last_saved < 1:
+        return "No checkpoint was saved yet"
+    return f"The last good checkpoint ({records.checkpoint_path}, step {last_saved}) is kept"
 
 
 class RunRecords:
@@ -61,6 +77,22 @@ class RunRecords:
     def write_json(self, name: str, obj) -> None:
         if self.is_main:
             write_json_atomic(self.savedir / name, obj)
+
+    def finished_report(self, step: int) -> dict | None:
+        """test.json when it is the test of the checkpoint's step ``step`` (a run that is
+        finished and tested: re-running it changes nothing), else None."""
+        try:
+            report = json.loads((self.savedir / "test.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) and report.get("step") == step else None
+
+    def say_finished(self, step: int, longer: str) -> None:
+        """The one line of a re-run finished run (rank 0; the log is left as it is)."""
+        if self.is_main:
+            print(f"note: the run in {self.savedir} is finished (step {step}) and tested: "
+                  f"{self.savedir / 'test.json'}; raise {longer} to train it further, or "
+                  "run --mode test to test it again", file=sys.stderr)
 
     def open_metrics(self, resumed_step: int) -> None:
         """train_metrics.csv for appending, cut back to ``resumed_step`` (a new run: afresh)."""

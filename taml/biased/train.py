@@ -38,7 +38,7 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords
+from taml.biased.records import RunError, RunRecords, check_batch_size, kept_checkpoint
 from taml.run import compat, distributed
 from taml.run.chance import ChanceWatch, EpochAtChance, output_spread
 from taml.run.distributed import SINGLE, World
@@ -98,6 +98,7 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
+    check_batch_size(cfg.batch_size, len(data.train.labels))
     check_shards(cfg, world, len(data.meta.labels))
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
     with lock:
@@ -152,6 +153,11 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
     if state is None:
         return 1, {"eval": [], "weights": [], "changes": []}
     changes = parts.check_resume(state["config"], cfg, records.savedir)
+    if state["step"] >= run.total:  # finished: tested already, nothing is written again
+        report = records.finished_report(state["step"]) if world.is_main else None
+        report = distributed.broadcast_object(report, world)
+        if report is not None:
+            return state["step"] + 1, {"finished": report}
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.method.load_state_dict(state["method"])
@@ -225,6 +231,10 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
     torch.manual_seed(mixed_seed63(cfg.seed, Stream.GLOBAL, world.rank))
     watch = ChanceWatch(data.num_classes, run.steps_per_epoch)
     start, saved = _resume(cfg, world, run, records, device, watch)
+    if "finished" in saved:
+        records.say_finished(start - 1, "--steps" if cfg.steps is not None else "--epochs")
+        records.close()
+        return saved["finished"]
     if start == 1:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))
@@ -250,9 +260,9 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             records.close()
             raise TrainingDiverged(
                 f"step {step}: the loss or a gradient is not finite (loss "
-                f"{out.loss.item():.4g}). The last good checkpoint ({records.checkpoint_path},"
-                f" step {last_saved}) is kept; lower --lr (or --meta_lr) and rerun the same "
-                "command to resume from it")
+                f"{out.loss.item():.4g}). {kept_checkpoint(records, last_saved)}; lower --lr "
+                f"(or --meta_lr) and rerun the same command to "
+                f"{'resume from it' if last_saved else 'start again'}")
         run.optimizer.step()
         at_chance = watch.add(step, stats.pop("class_correct"), stats.pop("class_seen"),
                               stats.pop("ce_sum"), stats.pop("spread_sum"))

@@ -36,7 +36,7 @@ from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords
+from taml.biased.records import RunRecords, check_batch_size, kept_checkpoint
 from taml.run import compat
 from taml.run.chance import ChanceWatch, output_spread
 from taml.run.distributed import SINGLE
@@ -128,6 +128,7 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
     check_writable(savedir, "--savedir")
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
+    check_batch_size(cfg.batch_size, len(data.train_labels))
     with RunLock(savedir):
         return _train(cfg, data, RunRecords(savedir), device, probe_steps)
 
@@ -154,7 +155,13 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                           cfg.grl_factor)
 
     watch = ChanceWatch(data.num_classes, steps_per_epoch)  # the main classifier's
-    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream, watch)
+    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream, total,
+                                            watch)
+    if trainer is None:
+        records.say_finished(start - 1, "--epochs")
+        report = records.finished_report(start - 1)
+        records.close()
+        return report
     if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
@@ -219,10 +226,12 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
 
 def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
-           stream: IndexStream, watch: ChanceWatch) -> tuple[LNLTrainer, int, list, list]:
+           stream: IndexStream, total: int,
+           watch: ChanceWatch) -> tuple[LNLTrainer | None, int, list, list]:
     """Resumes from the run folder's checkpoint (refusing the flags that change what is
     learned, recording the ones honoured; the chance watch's tally restored), or records a
-    fresh run's config: (trainer, first step, evaluations so far, recorded flag changes)."""
+    fresh run's config: (trainer, first step, evaluations so far, recorded flag changes);
+    trainer None: the run of ``total`` steps is finished and tested."""
     state = records.load_checkpoint("cpu")
     if state is None:
         records.write_json("config.json", cfg.to_dict())
@@ -230,6 +239,8 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
         return make_trainer(1), 1, [], []
     honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
                                    refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
+    if state["step"] >= total and records.finished_report(state["step"]) is not None:
+        return None, state["step"] + 1, [], []  # finished and tested: change nothing
     model.load_state_dict(state["model"])
     start = state["step"] + 1
     trainer = make_trainer(state["step"])  # the phase that saved it
@@ -253,9 +264,9 @@ def _check_finite(out: dict, step: int, records: RunRecords, last_saved: int) ->
     if not np.isfinite(out["loss"]) or not np.isfinite(out.get("colour_loss", 0.0)):
         records.close()
         raise TrainingDiverged(
-            f"step {step}: the loss is not finite. The last good checkpoint "
-            f"({records.checkpoint_path}, step {last_saved}) is kept; lower --lr, "
-            "--lnl_lambda or --grl_factor and rerun the same command to resume from it")
+            f"step {step}: the loss is not finite. {kept_checkpoint(records, last_saved)}; "
+            "lower --lr, --lnl_lambda or --grl_factor and rerun the same command to "
+            f"{'resume from it' if last_saved else 'start again'}")
 
 
 def _log_window(records: RunRecords, window: Window, variant: str, step: int, epoch: int,

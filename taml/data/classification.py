@@ -46,6 +46,7 @@ from taml.data.store import (
     recipe_matches,
     save_split,
     write_recipe,
+    writing_store,
 )
 from taml.run.progress import bar as progress_bar
 
@@ -71,7 +72,7 @@ EMBEDDED = ("glyphs", "digits")  # made by taml on first use, no download
 def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
                     progress: bool = False) -> Path:
     """Writes ``<data_root>/glyphs/{train,test}.npz`` (a no-op when the recipe matches)."""
-    from taml.data.synthetic import GENERATOR_VERSION, glyph_class
+    from taml.data.synthetic import GENERATOR_VERSION
 
     recipe = {"name": "glyphs", "seed": GLYPH_SEED, "classes": GLYPH_CLASSES,
               "train_per_class": GLYPH_TRAIN_PER_CLASS, "test_per_class": GLYPH_TEST_PER_CLASS,
@@ -79,6 +80,14 @@ def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
     directory = dataset_dir("glyphs", data_root)
     if not force and recipe_matches(directory, MANIFEST, recipe, CLASSIFICATION_SPLITS):
         return directory
+    with writing_store(directory):
+        _write_glyphs(directory, recipe, progress)
+    return directory
+
+
+def _write_glyphs(directory: Path, recipe: dict, progress: bool) -> None:
+    from taml.data.synthetic import glyph_class
+
     (directory / MANIFEST).unlink(missing_ok=True)  # a run killed halfway is never a cache
     n_train, n_test = GLYPH_TRAIN_PER_CLASS, GLYPH_TEST_PER_CLASS
     train, test = [], []
@@ -93,7 +102,6 @@ def generate_glyphs(data_root: Path | str | None = None, force: bool = False,
         labels = np.repeat(np.arange(GLYPH_CLASSES), per_class)
         save_split(directory, split, make_split(np.concatenate(parts), labels, names))
     write_recipe(directory, MANIFEST, recipe)
-    return directory
 
 
 def uci_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -165,11 +173,12 @@ def generate_digits(data_root: Path | str | None = None, force: bool = False) ->
     if not force and recipe_matches(directory, MANIFEST, recipe, CLASSIFICATION_SPLITS):
         return directory
     ink, labels = uci_digits()
-    (directory / MANIFEST).unlink(missing_ok=True)  # a run killed halfway is never a cache
-    images = upsample_digits(ink)
-    for split, rows in zip(CLASSIFICATION_SPLITS, digits_split_rows(labels), strict=True):
-        save_split(directory, split, make_split(images[rows], labels[rows], DIGITS_NAMES))
-    write_recipe(directory, MANIFEST, recipe)
+    with writing_store(directory):
+        (directory / MANIFEST).unlink(missing_ok=True)  # a run killed halfway: no cache
+        images = upsample_digits(ink)
+        for split, rows in zip(CLASSIFICATION_SPLITS, digits_split_rows(labels), strict=True):
+            save_split(directory, split, make_split(images[rows], labels[rows], DIGITS_NAMES))
+        write_recipe(directory, MANIFEST, recipe)
     return directory
 
 
@@ -182,7 +191,7 @@ def import_folder_classes(source: str | Path, out_dir: Path, image_size: int = 3
                           progress: bool = False) -> Path:
     """Every class folder of ``source`` split per image into train/test stores in
     ``out_dir`` (a no-op when its manifest matches the folder's files)."""
-    from taml.data.folder import _fingerprint, read_image, scan_folder
+    from taml.data.folder import _fingerprint, check_enough_images, scan_folder
 
     source = Path(source).expanduser().resolve()
     classes = scan_folder(source)
@@ -190,10 +199,16 @@ def import_folder_classes(source: str | Path, out_dir: Path, image_size: int = 3
               "test_fraction": FOLDER_TEST_FRACTION, "fingerprint": _fingerprint(classes)}
     if recipe_matches(out_dir, FOLDER_MANIFEST, recipe, CLASSIFICATION_SPLITS):
         return out_dir
-    small = [f"'{n}' has {len(f)}" for n, f in classes.items() if len(f) < 2]
-    if small:
-        raise DatasetError(f"too few images in {source}: class {', '.join(small[:3])}; each "
-                           "class needs at least 2 PNG/JPEG images (one to train, one to test)")
+    check_enough_images(source, classes, 2, " (one to train, one to test)")
+    with writing_store(out_dir):
+        _write_folder_classes(source, classes, out_dir, image_size, recipe, progress)
+    return out_dir
+
+
+def _write_folder_classes(source: Path, classes: dict, out_dir: Path, image_size: int,
+                          recipe: dict, progress: bool) -> None:
+    from taml.data.folder import read_image
+
     names = sorted(classes)
     rng = np.random.default_rng(0)
     parts = {split: ([], []) for split in CLASSIFICATION_SPLITS}
@@ -213,7 +228,6 @@ def import_folder_classes(source: str | Path, out_dir: Path, image_size: int = 3
     for split, (images, labels) in parts.items():
         save_split(out_dir, split, make_split(np.stack(images), np.array(labels), names))
     write_recipe(out_dir, FOLDER_MANIFEST, recipe)
-    return out_dir
 
 
 def load_base_dataset(name: str, data_root: Path | str | None = None,
@@ -229,7 +243,10 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
         size = image_size or 32
         directory = import_folder_classes(name[len(FOLDER_PREFIX):],
                                           folder_cache(name, root, size), size)
-        fix_hint, size_check = f"check the folder {name[len(FOLDER_PREFIX):]}", size
+        # no command remakes a folder's cache with --force: deleting it re-imports the folder
+        fix_hint = rebuild = (f"rm -r {directory}, then rerun the same command (it imports "
+                              f"{name[len(FOLDER_PREFIX):]} again)")
+        size_check = size
     else:
         if name not in DATASETS:
             raise DatasetError(f"'{name}' is not a classification dataset: choose one of "
@@ -246,11 +263,12 @@ def load_base_dataset(name: str, data_root: Path | str | None = None,
         fix_hint = spec.get_data_command
         if root != default_data_root():
             fix_hint += f" --data_root {root}"
-    train, test = (load_split(directory, split, fix_hint=fix_hint, image_size=size_check)
-                   for split in CLASSIFICATION_SPLITS)
+        rebuild = None
+    train, test = (load_split(directory, split, fix_hint=fix_hint, image_size=size_check,
+                              rebuild_hint=rebuild) for split in CLASSIFICATION_SPLITS)
     if train.class_names != test.class_names:
         raise DatasetError(f"{directory}: train and test have different classes; rebuild it "
-                           f"with: {fix_hint} --force")
+                           f"with: {rebuild or fix_hint + ' --force'}")
     return train, test, train.class_names
 
 

@@ -54,6 +54,7 @@ from taml.data.store import (
     recipe_matches,
     save_split,
     write_recipe,
+    writing_store,
 )
 
 # sigma^2 of the paper's table (the value in the authors' file names, e.g. var_0.020)
@@ -218,8 +219,11 @@ def build_colored(base: str, colour_var: float, seed: int = 0,
     base_print = _fingerprint(train_x, train_y, test_x, test_y)
     size = image_size or train_x.shape[1]
     home = root / "colored" / f"{_slug(base)}-{size}px"
+    # the command that remakes exactly this store: its seed, size and data root included
     hint = (f"python -m taml.data.colored --base {base} --color_var "
-            f"{variance_name(colour_var)}" + (f" --image_size {size}" if image_size else ""))
+            f"{variance_name(colour_var)}" + (f" --seed {seed}" if seed else "")
+            + (f" --image_size {size}" if image_size else "")
+            + (f" --data_root {root}" if root != default_data_root() else ""))
 
     gray_dir = home / "gray"
     gray_recipe = {"base": base, "base_fingerprint": base_print, "polarity": _polarity(base),
@@ -232,10 +236,11 @@ def build_colored(base: str, colour_var: float, seed: int = 0,
     if force or not recipe_matches(gray_dir, MANIFEST, gray_recipe, ("train", "test")):
         train_alpha = resize_alpha(foreground_alpha(train_x, _polarity(base)), size)
         test_alpha = resize_alpha(foreground_alpha(test_x, _polarity(base)), size)
-        (gray_dir / MANIFEST).unlink(missing_ok=True)  # written last: never half a cache
-        save_split(gray_dir, "train", make_split(gray(train_alpha), train_y, names))
-        save_split(gray_dir, "test", make_split(gray(test_alpha), test_y, names))
-        write_recipe(gray_dir, MANIFEST, gray_recipe)
+        with writing_store(gray_dir):  # a full disk or unwritable root: one line
+            (gray_dir / MANIFEST).unlink(missing_ok=True)  # written last: never half a cache
+            save_split(gray_dir, "train", make_split(gray(train_alpha), train_y, names))
+            save_split(gray_dir, "test", make_split(gray(test_alpha), test_y, names))
+            write_recipe(gray_dir, MANIFEST, gray_recipe)
     if force or not recipe_matches(coloured_dir, MANIFEST, recipe, ("train", "test")):
         if train_alpha is None:
             train_alpha = resize_alpha(foreground_alpha(train_x, _polarity(base)), size)
@@ -244,12 +249,13 @@ def build_colored(base: str, colour_var: float, seed: int = 0,
             train_y, colour_var, np.random.default_rng([seed, _TRAIN_DRAW]), label_bound=True)
         test_colours, _ = draw_colours(
             test_y, colour_var, np.random.default_rng([seed, _TEST_DRAW]), label_bound=False)
-        (coloured_dir / MANIFEST).unlink(missing_ok=True)
-        save_split(coloured_dir, "train", make_split(paint(train_alpha, train_colours),
-                                                     train_y, names))
-        save_split(coloured_dir, "test", make_split(paint(test_alpha, test_colours),
-                                                    test_y, names))
-        write_recipe(coloured_dir, MANIFEST, recipe)
+        with writing_store(coloured_dir):
+            (coloured_dir / MANIFEST).unlink(missing_ok=True)
+            save_split(coloured_dir, "train", make_split(paint(train_alpha, train_colours),
+                                                         train_y, names))
+            save_split(coloured_dir, "test", make_split(paint(test_alpha, test_colours),
+                                                        test_y, names))
+            write_recipe(coloured_dir, MANIFEST, recipe)
     return ColoredData(
         train=load_split(coloured_dir, "train", fix_hint=hint),
         test=load_split(coloured_dir, "test", fix_hint=hint),

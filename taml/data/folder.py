@@ -132,6 +132,24 @@ def read_image(path: Path, image_size: int) -> np.ndarray:
         ) from error
 
 
+def check_enough_images(source: Path, classes: dict[str, list], minimum: int,
+                        why: str = "") -> None:
+    """A :class:`DatasetError` naming the classes of ``source`` with fewer than ``minimum``
+    images, and, when a class keeps its images in sub-folders (which are not searched), that
+    they should move up: shared by the few-shot and the classification imports."""
+    small = [(name, len(files)) for name, files in classes.items() if len(files) < minimum]
+    if not small:
+        return
+    listed = ", ".join(f"'{name}' has {count}" for name, count in small[:5])
+    more = f" (and {len(small) - 5} more classes)" if len(small) > 5 else ""
+    nested = [name for name, _ in small if _has_nested_images(source / name)]
+    hint = (f" Images in sub-folders of a class (e.g. {source / nested[0]}/*/) are not "
+            "searched: move them up into the class folder." if nested else
+            " Add images to the class or remove its folder.")
+    raise DatasetError(f"too few images in {source}: class {listed}{more}; each class needs "
+                       f"at least {minimum} PNG/JPEG images{why}.{hint}")
+
+
 def import_folder(
     source: str | Path,
     out_dir: Path,
@@ -162,19 +180,7 @@ def import_folder(
     if recipe_matches(out_dir, MANIFEST, manifest, ALL_SPLITS):
         return out_dir
 
-    small = [(name, len(files)) for name, files in classes.items()
-             if len(files) < min_images_per_class]
-    if small:
-        listed = ", ".join(f"'{name}' has {count}" for name, count in small[:5])
-        more = f" (and {len(small) - 5} more classes)" if len(small) > 5 else ""
-        nested = [name for name, _ in small if _has_nested_images(source / name)]
-        hint = (f" Images in sub-folders of a class (e.g. {source / nested[0]}/*/) are not "
-                "searched: move them up into the class folder." if nested else
-                " Add images to the class or remove its folder.")
-        raise DatasetError(
-            f"too few images in {source}: class {listed}{more}; each class needs at least "
-            f"{min_images_per_class} PNG/JPEG images.{hint}"
-        )
+    check_enough_images(source, classes, min_images_per_class)
     check_writable(out_dir, "--data_root")  # before importing, not at the first write
     counts = split_counts(len(classes), split_ratio)
     names = sorted(classes)

@@ -42,6 +42,7 @@ def load_dataset_split(
     if root != default_data_root() and not is_folder_dataset(name):
         fix_hint += f" --data_root {root}"
 
+    rebuild = None
     try:
         if name in ("synthetic", "synthetic_ood"):
             from taml.data.synthetic import ensure_synthetic
@@ -52,11 +53,14 @@ def load_dataset_split(
 
             source = name[len(FOLDER_PREFIX):]
             import_folder(source, directory, image_size=spec.image_size)
-            fix_hint = f"check the folder {source} (its cache is {directory})"
+            # no command remakes a folder's cache with --force: deleting it re-imports it
+            fix_hint = rebuild = (f"rm -r {directory}, then rerun the same command (it "
+                                  f"imports {source} again)")
     except OSError as error:  # a full disk while a store is written
         raise DatasetError(disk_full_message(error, error.filename or directory,
                                              "--data_root")) from None
-    return load_split(directory, split, fix_hint=fix_hint, image_size=spec.image_size)
+    return load_split(directory, split, fix_hint=fix_hint, image_size=spec.image_size,
+                      rebuild_hint=rebuild)
 
 
 def split_class_names(

@@ -15,6 +15,7 @@ CRC-32 checksums that numpy verifies on read, so flipped bytes are caught on loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from taml.data.registry import DatasetError
-from taml.run.folder import atomic_writer, write_text_atomic
+from taml.run.folder import atomic_writer, check_writable, disk_full_message, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -133,34 +134,38 @@ def load_split(
     *,
     fix_hint: str,
     image_size: int | None = None,
+    rebuild_hint: str | None = None,
 ) -> SplitData:
     """Loads and validates ``<directory>/<split>.npz``.
 
-    ``fix_hint`` is the command that (re)creates the file; every error names it.
+    ``fix_hint`` is the command that (re)creates the file; every error names it (a bad file:
+    the command with ``--force``). ``rebuild_hint``, when given, is what to do instead for
+    a store that no command with ``--force`` remakes (a folder's cache: delete it, rerun).
     """
     path = split_path(directory, split)
     check_not_folder(path)
+    recreate = rebuild_hint or f"{fix_hint} --force"
     if not path.is_file():
-        raise DatasetError(f"{path} not found. Create it with: {fix_hint}")
+        raise DatasetError(f"{path} not found. Create it with: {rebuild_hint or fix_hint}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = {"images", "labels", "class_names", "format_version"} - set(archive.files)
             if missing:
                 raise DatasetError(
                     f"{path} lacks {sorted(missing)}; it is not a taml store. "
-                    f"Recreate it with: {fix_hint} --force"
+                    f"Recreate it with: {recreate}"
                 )
             version = int(archive["format_version"])
             if version != FORMAT_VERSION:
                 raise DatasetError(
                     f"{path} has format version {version}, this taml reads {FORMAT_VERSION}. "
-                    f"Recreate it with: {fix_hint} --force"
+                    f"Recreate it with: {recreate}"
                 )
             labels = archive["labels"]
             if labels.dtype.kind not in "iu":  # a cast would truncate 0.5 to class 0
                 raise DatasetError(
                     f"{path}: labels are {labels.dtype}, not integers; it is not a taml "
-                    f"store. Recreate it with: {fix_hint} --force"
+                    f"store. Recreate it with: {recreate}"
                 )
             data = SplitData(
                 images=archive["images"],
@@ -176,13 +181,27 @@ def load_split(
             reason = "its header cannot be read"
         raise DatasetError(
             f"{path} is corrupt or incomplete ({type(error).__name__}: {reason}). "
-            f"Recreate it with: {fix_hint} --force"
+            f"Recreate it with: {recreate}"
         ) from None
     try:
         _validate(data, source=str(path), image_size=image_size)
     except DatasetError as error:
-        raise DatasetError(f"{error}. Recreate it with: {fix_hint} --force") from error
+        raise DatasetError(f"{error}. Recreate it with: {recreate}") from error
     return data
+
+
+@contextlib.contextmanager
+def writing_store(directory: Path | str, flag_name: str = "--data_root"):
+    """Around the writes of a store taml makes itself (generated, imported, coloured): the
+    folder is checked first (under a file, under /proc, read-only: one line before any work)
+    and a write that fails midway (a full disk, a quota) is a :class:`DatasetError` naming
+    ``flag_name`` instead of numpy's traceback. Both families' data go through it."""
+    check_writable(directory, flag_name)
+    try:
+        yield
+    except OSError as error:
+        raise DatasetError(disk_full_message(error, error.filename or directory,
+                                             flag_name)) from None
 
 
 def recipe_matches(directory: Path | str, manifest_name: str, recipe: dict,

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from taml.episodic.learners import method_name, switches_on
 from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT, ORIGINAL_SIGMA_INIT
-from taml.run.cli import OneLineParser
+from taml.run.cli import OneLineParser, check_number
 from taml.run.folder import RunDirError, expand_savedir
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
@@ -234,10 +234,8 @@ def _check(cfg: Config) -> None:
     if not math.isfinite(cfg.sigma_init) or cfg.sigma_init <= 0:
         raise ValueError(f"--sigma_init must be a positive finite σ, got {cfg.sigma_init} "
                          f"(the original's is {ORIGINAL_SIGMA_INIT:.3f})")
-    for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0", so test finiteness first
-        value = getattr(cfg, name)
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"--{name} must be a positive finite number, got {value}")
+    for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0": the shared rule tests it
+        check_number(f"--{name}", getattr(cfg, name))
     if cfg.n_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
         raise ValueError("--n_mc_samples samples the balancing variables; switch on at least "
                          "one of --omega_on --gamma_on --z_on, or use --n_mc_samples 0")

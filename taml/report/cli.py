@@ -15,7 +15,7 @@ from pathlib import Path
 from taml.report.collect import collect
 from taml.report.plots import bar_chart, learning_curves, slug
 from taml.report.render import csv_text, markdown
-from taml.run.cli import OneLineParser
+from taml.run.cli import OneLineParser, check_path_flag
 from taml.run.folder import RunDirError, check_writable, write_text_atomic
 
 
@@ -33,9 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value, fix in (
+            ("--savedir", args.savedir, "give the folder holding your runs (e.g. results/)"),
+            ("--out", args.out, "give a folder, or leave the flag out to write in --savedir")):
+        try:  # '' would be the working folder: the report's files would land there
+            check_path_flag(flag, value, fix)
+        except ValueError as error:
+            parser.error(str(error))
     root = Path(args.savedir).expanduser()
-    out = Path(args.out).expanduser() if args.out else root
+    out = Path(args.out).expanduser() if args.out is not None else root
     if not root.is_dir():
         print(f"error: --savedir {root} is not a folder: give the folder holding your runs "
               "(e.g. results/)", file=sys.stderr)

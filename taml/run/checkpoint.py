@@ -10,6 +10,9 @@ from taml.run.folder import RunDirError, atomic_writer
 
 LATEST = "checkpoint.pt"
 BEST = "best.pt"
+# what a user calls each family's runs, and the modes that make them
+FAMILY_RUNS = {"episodic": "meta-learning run (--mode meta_train|meta_test)",
+               "biased": "biased-data run (--mode train|test)"}
 
 
 class CheckpointError(RunDirError):
@@ -22,15 +25,19 @@ def save_atomic(state: dict, path: Path | str) -> None:
     (a full disk shows up as torch's "unexpected pos ..." RuntimeError) is one line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    had_one = path.is_file()  # the message promises only what is there
     try:
         with atomic_writer(path) as handle:
             torch.save(state, handle)
     except (OSError, RuntimeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else (
             "the disk is full or the file too large")
-        raise CheckpointError(f"cannot write {path} ({reason}); the previous checkpoint is "
-                              "kept: free space on its disk, then rerun the same command to "
-                              "resume, or choose another --savedir") from None
+        kept = ("the previous checkpoint is kept: free space on its disk, then rerun the same "
+                "command to resume" if had_one else
+                "no checkpoint was saved yet: free space on its disk, then rerun the same "
+                "command to start again")
+        raise CheckpointError(f"cannot write {path} ({reason}); {kept}, or choose another "
+                              "--savedir") from None
 
 
 def family_of(config: dict) -> str:
@@ -53,10 +60,12 @@ def load(path: Path | str, device: torch.device | str = "cpu", *,
             "it to start over, or point --savedir at another run"
         ) from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"{path} is not a taml checkpoint; delete it to start over, or "
-                              "point --savedir at another run")
+        raise CheckpointError(f"{path} is not a taml checkpoint (it may be another tool's "
+                              "file): choose another --savedir for this run")
     found = family_of(state["config"])
     if family is not None and found != family:
-        raise CheckpointError(f"{path} is a checkpoint of the {found} family's runs, not the "
-                              f"{family} family's; point --savedir at a run of this mode")
+        # a valid run of the other family: never advise deleting it
+        raise CheckpointError(f"{path} is the checkpoint of a {FAMILY_RUNS.get(found, found)}"
+                              f", not of a {FAMILY_RUNS.get(family, family)}; that run is "
+                              "kept: choose another --savedir for this one")
     return state
