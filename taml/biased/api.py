@@ -143,7 +143,8 @@ class ReweightingStep:
             loss=float(out.loss.detach()),
             accuracy=float((out.logits.argmax(1) == y).double().mean()),
             weight_mean=float(weights.mean()), weight_min=float(weights.min()),
-            weight_max=float(weights.max()), zero_weight_share=float((weights == 0).double().mean()),
+            weight_max=float(weights.max()),
+            zero_weight_share=float((weights == 0).double().mean()),
             meta_loss=float("nan") if meta_loss is None else float(meta_loss))
 
     def summary(self) -> dict:
