@@ -80,8 +80,9 @@ class ReweightingStep:
     """One training step of any biased-data ``method`` (the ``Method`` protocol of
     :mod:`taml.biased.methods.protocol`) on ``model`` with ``optimizer``.
 
-    ``sync`` is applied to the method's meta-gradients (the CLI averages them over torchrun
-    ranks); averaging the model's gradients over processes is the caller's, between
+    ``sync`` (default: none) is applied in place to the method's meta-gradients (the CLI
+    averages them over torchrun ranks); averaging the model's gradients over processes is
+    the caller's, between
     :meth:`compute` and :meth:`update`. Modified in place by a step: the model's
     parameters (by the optimiser), its ``.grad`` and batch-norm running statistics (one
     ordinary training forward's worth; lookaheads run on copies), the optimiser's state and
@@ -90,13 +91,14 @@ class ReweightingStep:
     """
 
     def __init__(self, method: Method, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 sync: Sync = no_sync):
+                 sync: Sync | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                             f"{type(optimizer).__name__}")
-        self.method, self.model, self.optimizer, self.sync = method, model, optimizer, sync
+        self.method, self.model, self.optimizer = method, model, optimizer
+        self.sync = no_sync if sync is None else sync
         self.steps_taken = 0  # TML's meta_every counts from here (step 1 is the first)
 
     @property
@@ -198,7 +200,7 @@ class TMLStep(ReweightingStep):
                  *, class_weights: torch.Tensor | None = None, meta_lr: float = 0.1,
                  meta_every: int = 10, lookahead_lr: float | None = None,
                  weight_decay: float = 0.0, scale: str = "simplex", route: str = "aligned",
-                 sync: Sync = no_sync):
+                 sync: Sync | None = None):
         hyper = MethodHyper(lookahead_lr=lookahead_lr, weight_decay=weight_decay,
                             meta_lr=meta_lr, meta_every=meta_every, tml_scale=scale)
         super().__init__(TML(num_classes, hyper, route, class_weights), model, optimizer, sync)
@@ -214,7 +216,7 @@ class L2RWStep(ReweightingStep):
     (max(-g, 0), normalised to sum 1), recomputed every step; no state."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
-                 route: str = "aligned", sync: Sync = no_sync):
+                 route: str = "aligned", sync: Sync | None = None):
         super().__init__(L2RW(route), model, optimizer, sync)
 
 
@@ -234,7 +236,7 @@ class MWNetStep(ReweightingStep):
                  meta_optimizer: torch.optim.Optimizer | None = None, *,
                  meta_lr: float = 1e-3, lookahead_lr: float | None = None,
                  weights: str = "mean", hidden: int = 100, seed: int = 0,
-                 route: str = "aligned", sync: Sync = no_sync):
+                 route: str = "aligned", sync: Sync | None = None):
         hyper = MethodHyper(lookahead_lr=lookahead_lr, meta_lr=meta_lr, mwnet_hidden=hidden,
                             seed=seed, mwnet_weights=weights)
         super().__init__(MWNet(hyper, route, meta_net, meta_optimizer), model, optimizer, sync)
