@@ -14,11 +14,13 @@ from taml.biased.api import (  # noqa: E402
     LNLStep,
     MWNetStep,
     ReweightingStep,
+    StepOutput,
     StepStats,
     TMLStep,
     WeightingNet,
 )
 
 __all__ += ["ClassBalancedStep", "ERMStep", "FocalStep", "L2RWStep", "LNLStats", "LNLStep",
-            "MWNetStep", "ReweightingStep", "StepStats", "TMLStep", "WeightingNet"]
+            "MWNetStep", "ReweightingStep", "StepOutput", "StepStats", "TMLStep",
+            "WeightingNet"]
 # --- end reweighting API ---

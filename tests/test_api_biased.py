@@ -29,8 +29,8 @@ from .biased_fakes import fake_data
 ROOT = Path(__file__).resolve().parents[1]
 SIGNATURES = Path(__file__).with_name("api_biased_signatures.json")
 REWEIGHTING_NAMES = ("ClassBalancedStep", "ERMStep", "FocalStep", "L2RWStep", "LNLStats",
-                     "LNLStep", "MWNetStep", "ReweightingStep", "StepStats", "TMLStep",
-                     "WeightingNet")
+                     "LNLStep", "MWNetStep", "ReweightingStep", "StepOutput", "StepStats",
+                     "TMLStep", "WeightingNet")
 CLI_FLAGS = ["--batch_size", "8", "--meta_batch_size", "6", "--lr", "0.05",
              "--lr_schedule", "", "--no_progress", "--device", "cpu", "--augment", "none",
              "--momentum", "0.9", "--weight_decay", "5e-4", "--log_every", "100",

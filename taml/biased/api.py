@@ -251,4 +251,5 @@ class MWNetStep(ReweightingStep):
 
 
 __all__ = ["ClassBalancedStep", "ERMStep", "FocalStep", "L2RWStep", "LNLStats", "LNLStep",
-           "MWNetStep", "ReweightingStep", "StepStats", "TMLStep", "WeightingNet"]
+           "MWNetStep", "ReweightingStep", "StepOutput", "StepStats", "TMLStep",
+           "WeightingNet"]
