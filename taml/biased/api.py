@@ -82,12 +82,11 @@ class ReweightingStep:
 
     ``sync`` (default: none) is applied in place to the method's meta-gradients (the CLI
     averages them over torchrun ranks); averaging the model's gradients over processes is
-    the caller's, between
-    :meth:`compute` and :meth:`update`. Modified in place by a step: the model's
-    parameters (by the optimiser), its ``.grad`` and batch-norm running statistics (one
-    ordinary training forward's worth; lookaheads run on copies), the optimiser's state and
-    the method's meta-learned state (TML's class weights, MW-Net's meta-net and its
-    optimiser). Training / eval mode is the caller's (``model.train()``).
+    the caller's, between :meth:`compute` and :meth:`update`. Modified in place by a step:
+    the model's parameters (by the optimiser), its ``.grad`` and batch-norm running
+    statistics (one ordinary training forward's worth; lookaheads run on copies), the
+    optimiser's state and the method's meta-learned state (TML's class weights, MW-Net's
+    meta-net and its optimiser). Training / eval mode is the caller's (``model.train()``).
     """
 
     def __init__(self, method: Method, model: nn.Module, optimizer: torch.optim.Optimizer,
