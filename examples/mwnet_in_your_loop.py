@@ -2,7 +2,7 @@
 optimiser and lr schedule; taml.MWNetStep does one Meta-Weight-Net step per batch.
 
 Data: the embedded glyphs (no download), long-tailed (imbalance factor 10) or with 40%
-uniform label noise, plus a small balanced clean meta set. Tiny by default (a minute on a
+uniform label noise, plus a small balanced clean meta set. Tiny by default (seconds on a
 CPU); for a longer run: --epochs 30 --steps_per_epoch 0 (0: whole epochs).
 
     python examples/mwnet_in_your_loop.py [--bias noise] [--epochs N] [--device cuda]
@@ -65,7 +65,7 @@ for epoch in range(1, args.epochs + 1):
     with torch.no_grad():
         correct = sum(int((model(x.to(args.device)).argmax(1) == y.to(args.device)).sum())
                       for x, y in test_loader)
-    print(f"epoch {epoch}: loss {stats.loss:.3f}, example weights {stats.weight_min:.4f}.."
+    print(f"epoch {epoch}: weighted loss {stats.loss:.3f}, example weights {stats.weight_min:.4f}.."
           f"{stats.weight_max:.4f}, meta loss {stats.meta_loss:.3f}, "
           f"test accuracy {100 * correct / len(data.test):.1f}%")
 curve = mwnet.summary()["weight_curve"]
