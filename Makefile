@@ -17,7 +17,7 @@ test: venv
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m ruff check taml experiments tests benchmarks main.py data
+	$(PY) -m ruff check taml experiments tests benchmarks main.py data examples
 
 bench: venv
 	$(PY) benchmarks/sampler.py

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from taml.biased import build as parts
+from taml.biased.api import ReweightingStep
 from taml.biased.batches import BatchSource, Normalise, SplitTensors
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import (
@@ -112,6 +113,7 @@ class _Run:
     model: torch.nn.Module
     method: object
     optimizer: torch.optim.Optimizer
+    stepper: ReweightingStep  # the API's step object: method, model and optimizer together
     source: BatchSource
     train_set: SplitTensors
     test_set: SplitTensors
@@ -138,7 +140,9 @@ def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
                          world.rank, world.size)
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size)
     total, milestones = schedule(cfg, steps_per_epoch)
-    return _Run(model, method, optimizer, source, train_set,
+    stepper = ReweightingStep(method, model, optimizer,
+                              sync=lambda tensors: average(tensors, world))
+    return _Run(model, method, optimizer, stepper, source, train_set,
                 SplitTensors.from_imageset(data.test, device), normalise, counts,
                 steps_per_epoch, total, milestones)
 
@@ -172,6 +176,7 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
         watch.load_state_dict(state["chance"])
     else:  # a checkpoint from before the tally: its epoch is seen in part, not checked
         watch.start_at(start)
+    run.stepper.steps_taken = state["step"]
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(changes, "step", start, records.checkpoint_path.name):
         records.log.line(line)
@@ -181,8 +186,9 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
                    "changes": compat.recorded(state.get("changes", []), changes, "step", start)}
 
 
-def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float], object]:
-    """One training step (the method's step, then the model's) and its named statistics,
+def _step(cfg, world, run: _Run, step: int) -> tuple[dict[str, float], object]:
+    """One training step's first half (:meth:`ReweightingStep.compute`: the method's step
+    and the real loss's backward; the loop then calls ``update``) and its named statistics,
     summed over the global batch: loss_sum (loss x examples), correct, examples,
     weight_on_corrupted and weight (the method's example weights), non_finite, and for the
     chance watch per-class correct predictions and examples (class_correct, class_seen,
@@ -192,10 +198,10 @@ def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float]
     meta_x = meta_y = None
     if run.method.needs_meta_batch:
         meta_x, meta_y = run.source.meta_batch(cfg.meta_batch_size)
-    run.optimizer.zero_grad(set_to_none=True)
-    out = run.method.step(run.model, x, y, meta_x, meta_y, lr=lr, step_index=step,
-                          sync=lambda tensors: average(tensors, world))
-    out.loss.backward()
+    if run.stepper.steps_taken != step - 1:
+        raise RuntimeError(f"step {step}: the step object counts {run.stepper.steps_taken}")
+    # lr: the loop has set it in every param group, where the step object reads it
+    out = run.stepper.compute((x, y), (meta_x, meta_y) if meta_x is not None else None)
     grads = [p.grad for p in run.model.parameters() if p.grad is not None]
     train = run.train_set
     corrupted = (train.labels[indices] != train.true_labels[indices]).double()
@@ -255,7 +261,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
         lr = lr_at(cfg, run.milestones, step)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        stats, out = _step(cfg, world, run, step, lr)
+        stats, out = _step(cfg, world, run, step)
         if stats["non_finite"] > 0:
             records.close()
             raise TrainingDiverged(
@@ -263,7 +269,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 f"{out.loss.item():.4g}). {kept_checkpoint(records, last_saved)}; lower --lr "
                 f"(or --meta_lr) and rerun the same command to "
                 f"{'resume from it' if last_saved else 'start again'}")
-        run.optimizer.step()
+        run.stepper.update()  # the optimizer's step
         at_chance = watch.add(step, stats.pop("class_correct"), stats.pop("class_seen"),
                               stats.pop("ce_sum"), stats.pop("spread_sum"))
         window.add(stats, time.perf_counter() - step_start)

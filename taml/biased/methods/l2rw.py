@@ -48,6 +48,7 @@ class L2RW:
             raise ValueError(f"route must be 'aligned' or 'unrolled', got {route!r}")
         self.route = route
         self.last_weights = torch.zeros(0)
+        self.meta_loss = torch.tensor(float("nan"))  # mean meta-batch CE at θ (ε = 0)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              meta_x: torch.Tensor, meta_y: torch.Tensor, lr: float = 0.0,
@@ -57,10 +58,11 @@ class L2RW:
                                            keep_graph=True, sync_outer=sync)
             core.commit_buffers(model, ahead.buffers)
             meta_grad, logits, losses = -ahead.alignment, ahead.logits, ahead.losses
+            self.meta_loss = ahead.meta_loss
         else:
             eps = torch.zeros(len(y), device=x.device, dtype=next(model.parameters()).dtype,
                               requires_grad=True)
-            (meta_grad,), _ = core.unrolled_meta_gradient(
+            (meta_grad,), self.meta_loss = core.unrolled_meta_gradient(
                 model, x, y, lambda losses: eps, meta_x, meta_y, [eps], step_size=1.0)
             logits = model(x)
             losses = F.cross_entropy(logits, y, reduction="none")

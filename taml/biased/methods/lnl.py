@@ -26,6 +26,9 @@ README says the adversarial phase is unstable without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -156,6 +159,82 @@ def colour_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
     return int(correct.sum()), int(mask.sum())
 
 
+@dataclass(frozen=True)
+class LNLStats:
+    """One unlearning step, as floats: ``loss`` the class CE of phase 1, ``colour_loss``
+    the heads' CE of phase 2 averaged over the colour channels, ``neg_entropy`` the
+    entropy term of phase 1 (mean Σ p log p), ``accuracy`` the batch's accuracy in phase 1."""
+
+    loss: float
+    colour_loss: float
+    neg_entropy: float
+    accuracy: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class LNLStep:
+    """LNL's two-phase unlearning step (module docstring) on a user's f, g and colour heads.
+
+    ``f``: images ``[B, C, H, W]`` in [0, 1] -> features ``[B, D, h, w]``; ``g``: features ->
+    logits ``[B, K]``; ``heads``: features -> per-pixel bin logits ``[B, 3, N_BINS, h, w]``
+    (:class:`ColourHeads`'s shape). ``optimizer_fg`` steps f and g (in both phases),
+    ``optimizer_heads`` the heads; each phase zeroes both first, so h's gradients from
+    phase 1 are discarded. Modified in place: the three modules' parameters, ``.grad`` and
+    batch-norm statistics (two training forwards of f per step), both optimisers' state.
+    """
+
+    def __init__(self, f: nn.Module, g: nn.Module, heads: nn.Module,
+                 optimizer_fg: torch.optim.Optimizer,
+                 optimizer_heads: torch.optim.Optimizer, *, lnl_lambda: float = 0.01,
+                 grl_factor: float = 0.1):
+        self.f, self.g, self.heads = f, g, heads
+        self.optimizer_fg, self.optimizer_heads = optimizer_fg, optimizer_heads
+        self.lnl_lambda, self.grl_factor = lnl_lambda, grl_factor
+        self.logits: torch.Tensor | None = None  # g's detached logits [B, K] of the last step
+
+    def _zero(self) -> None:
+        self.optimizer_fg.zero_grad(set_to_none=True)
+        self.optimizer_heads.zero_grad(set_to_none=True)
+
+    def step(self, batch: Sequence[torch.Tensor]) -> LNLStats:
+        """``batch``: (images uint8 ``[B, C, H, W]``, labels int64 ``[B]``), and optionally
+        colour targets int64 ``[B, 3, h, w]`` on f's grid (``IGNORE`` where not scored;
+        default :func:`colour_labels` of the images). f reads ``images / 255``."""
+        if not isinstance(batch, list | tuple) or len(batch) not in (2, 3):
+            raise ValueError("LNLStep.step needs (images, labels) or (images, labels, "
+                             "colour_targets)")
+        images, labels = batch[0], batch[1]
+        if images.dtype != torch.uint8:
+            raise ValueError(f"LNLStep.step needs uint8 images [B, C, H, W] (0..255; the "
+                             f"colour bins are read from them), got {images.dtype}")
+        x = images.float() / 255.0
+        # phase 1: f, g minimise CE - lambda * H(h(f(x))); h's gradients are discarded
+        self._zero()
+        features = self.f(x)
+        logits = self.g(features)
+        class_loss = F.cross_entropy(logits, labels)
+        entropy_term = negative_entropy(self.heads(features))
+        (class_loss + self.lnl_lambda * entropy_term).backward()
+        self.optimizer_fg.step()
+
+        # phase 2: h minimises its colour loss; f, behind the reversal, maximises it
+        self._zero()
+        features = self.f(x)
+        targets = batch[2] if len(batch) == 3 else colour_labels(images, features.shape[-2:])
+        colour_logits = self.heads(grad_reverse(features, self.grl_factor))
+        bias_loss = colour_loss(colour_logits, targets)
+        bias_loss.backward()
+        self.optimizer_fg.step()
+        self.optimizer_heads.step()
+        self.logits = logits.detach()
+        return LNLStats(loss=class_loss.item(),
+                        colour_loss=bias_loss.item() / colour_logits.shape[1],
+                        neg_entropy=entropy_term.item(),
+                        accuracy=float((logits.argmax(1) == labels).double().mean()))
+
+
 def sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
@@ -177,6 +256,8 @@ class LNLTrainer:
         fg = list(model.f.parameters()) + list(model.g.parameters())
         self.opt_fg = sgd(fg, lr, momentum, weight_decay)
         self.opt_h = sgd(model.h.parameters(), lr, momentum, weight_decay)
+        self.unlearning = LNLStep(model.f, model.g, model.h, self.opt_fg, self.opt_h,
+                                  lnl_lambda=lnl_lambda, grl_factor=grl_factor)
 
     def set_lr(self, lr: float) -> None:
         for optimizer in (self.opt_fg, self.opt_h):
@@ -213,29 +294,12 @@ class LNLTrainer:
                 "logits": logits.detach()}
 
     def unlearn_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
-        """The two LNL phases on one batch (module docstring)."""
-        x = images.float() / 255.0
-        # phase 1: f, g minimise CE - lambda * H(h(f(x))); h's gradients are discarded
-        self._zero()
-        features = self.model.f(x)
-        logits = self.model.g(features)
-        class_loss = F.cross_entropy(logits, labels)
-        entropy_term = negative_entropy(self.model.h(features))
-        (class_loss + self.lnl_lambda * entropy_term).backward()
-        self.opt_fg.step()
-
-        # phase 2: h minimises its colour loss; f, behind the reversal, maximises it
-        self._zero()
-        features = self.model.f(x)
-        colour_logits = self.model.h(grad_reverse(features, self.grl_factor))
-        bias_loss = colour_loss(colour_logits, colour_labels(images, features.shape[-2:]))
-        bias_loss.backward()
-        self.opt_fg.step()
-        self.opt_h.step()
-        return {"loss": class_loss.item(), "colour_loss": bias_loss.item() / 3,
-                "neg_entropy": entropy_term.item(),
-                "correct": int((logits.argmax(1) == labels).sum()),
-                "logits": logits.detach()}
+        """The two LNL phases on one batch: :class:`LNLStep`, the API's object."""
+        stats = self.unlearning.step((images, labels))
+        return {"loss": stats.loss, "colour_loss": stats.colour_loss,
+                "neg_entropy": stats.neg_entropy,
+                "correct": round(stats.accuracy * len(labels)),
+                "logits": self.unlearning.logits}
 
     def state_dict(self) -> dict:
         return {"opt_fg": self.opt_fg.state_dict(), "opt_h": self.opt_h.state_dict()}

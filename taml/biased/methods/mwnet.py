@@ -57,7 +57,13 @@ class MWNet:
     name = "mwnet"
     needs_meta_batch = True
 
-    def __init__(self, hp: MethodHyper, route: str = "aligned"):
+    def __init__(self, hp: MethodHyper, route: str = "aligned", vnet: nn.Module | None = None,
+                 optimizer: torch.optim.Optimizer | None = None):
+        """``vnet`` (losses ``[B]`` -> weights ``[B]``) and its ``optimizer``: a user's own
+        V and meta-optimiser; left out, :class:`WeightingNet` and the optimiser ``hp``
+        names (``optimizer`` alone needs ``vnet``)."""
+        if optimizer is not None and vnet is None:
+            raise ValueError("MW-Net: a meta optimiser needs the meta-net it steps (vnet)")
         if route not in ("aligned", "unrolled"):
             raise ValueError(f"route must be 'aligned' or 'unrolled', got {route!r}")
         if hp.meta_optimizer not in META_WEIGHT_DECAY:
@@ -67,9 +73,12 @@ class MWNet:
             raise ValueError(f"MW-Net's weights must be 'mean' or 'normalised', got "
                              f"{hp.mwnet_weights!r} (--mwnet_weights)")
         self.hp, self.route = hp, route
-        self.vnet = WeightingNet(hp.mwnet_hidden, torch.Generator().manual_seed(hp.seed))
+        self.vnet = vnet if vnet is not None else WeightingNet(
+            hp.mwnet_hidden, torch.Generator().manual_seed(hp.seed))
         decay = META_WEIGHT_DECAY[hp.meta_optimizer]
-        if hp.meta_optimizer == "adam":
+        if optimizer is not None:
+            self.optimizer = optimizer
+        elif hp.meta_optimizer == "adam":
             self.optimizer = torch.optim.Adam(self.vnet.parameters(), hp.meta_lr,
                                               weight_decay=decay)
         else:
@@ -82,7 +91,7 @@ class MWNet:
              sync: Sync = no_sync) -> StepOutput:
         self._place_like(next(model.parameters()))
         step_size = self.hp.lookahead_lr if self.hp.lookahead_lr is not None else lr
-        meta_params = list(self.vnet.parameters())
+        meta_params = [p for p in self.vnet.parameters() if p.requires_grad]
 
         if self.route == "aligned":
             ahead = core.aligned_lookahead(model, x, y, self.coefficients, meta_x, meta_y,
@@ -110,6 +119,9 @@ class MWNet:
         """``[B]`` a_i from the detached losses ``[B]``: v_i / B, or v_i / Σ_j v_j normalised
         (kept as v_i where the sum is 0, as the original)."""
         v = self.vnet(losses)
+        if v.shape != losses.shape:
+            raise ValueError(f"MW-Net's meta-net must map the losses [B] to weights [B]; it "
+                             f"gave shape {tuple(v.shape)} for {tuple(losses.shape)}")
         if self.hp.mwnet_weights == "mean":
             return v / len(v)
         total = v.sum()

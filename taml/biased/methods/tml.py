@@ -56,7 +56,10 @@ class TML:
     name = "tml"
     needs_meta_batch = True
 
-    def __init__(self, num_classes: int, hp: MethodHyper, route: str = "aligned"):
+    def __init__(self, num_classes: int, hp: MethodHyper, route: str = "aligned",
+                 class_weights: torch.Tensor | None = None):
+        """``class_weights``: the starting w ``[C]`` (default 1/C each; the API's users may
+        start elsewhere on the simplex)."""
         if route not in ("aligned", "unrolled"):
             raise ValueError(f"route must be 'aligned' or 'unrolled', got {route!r}")
         if hp.meta_every < 1:
@@ -65,7 +68,13 @@ class TML:
             raise ValueError(f"tml_scale must be 'simplex' or 'classes', got {hp.tml_scale!r}")
         self.hp, self.route = hp, route
         self.scale = float(num_classes) if hp.tml_scale == "classes" else 1.0
-        self.class_weights = torch.full((num_classes,), 1.0 / num_classes)
+        if class_weights is None:
+            class_weights = torch.full((num_classes,), 1.0 / num_classes)
+        class_weights = torch.as_tensor(class_weights).detach().clone()
+        if class_weights.shape != (num_classes,) or not bool((class_weights >= 0).all()):
+            raise ValueError(f"TML's class weights must be {num_classes} numbers >= 0, got "
+                             f"shape {tuple(class_weights.shape)}")
+        self.class_weights = class_weights
         self.clipped = self.class_weights.clone()  # the last value before renormalising
         self.meta_loss = torch.tensor(float("nan"))
 

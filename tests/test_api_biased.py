@@ -1,0 +1,311 @@
+"""The reweighting API (``taml.ERMStep`` ... ``taml.MWNetStep``, ``taml.LNLStep``): each
+step object, driven as a user would drive it from a plain loop, gives exactly the command
+line trainer's parameters and method state on the same batches (float64), on the CLI's
+LeNet and on a user's own ``nn.Sequential`` with batch norm; LNL's unlearning step equals
+the CLI's; the public signatures are the recorded ones; the MW-Net example runs.
+
+The API's names are imported from ``taml`` only; the CLI side is reached through its
+trainer (``taml.biased.train``), the reference these tests hold the API to.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import taml
+
+from .biased_fakes import fake_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNATURES = Path(__file__).with_name("api_biased_signatures.json")
+REWEIGHTING_NAMES = ("ClassBalancedStep", "ERMStep", "FocalStep", "L2RWStep", "LNLStats",
+                     "LNLStep", "MWNetStep", "ReweightingStep", "StepOutput", "StepStats",
+                     "TMLStep", "WeightingNet")
+CLI_FLAGS = ["--batch_size", "8", "--meta_batch_size", "6", "--lr", "0.05",
+             "--lr_schedule", "", "--no_progress", "--device", "cpu", "--augment", "none",
+             "--momentum", "0.9", "--weight_decay", "5e-4", "--log_every", "100",
+             "--eval_every", "100"]
+
+
+def users_net(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A module that is not taml's: conv, batch norm, pooling, linear."""
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.BatchNorm2d(4),
+                         nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
+                         nn.Linear(4 * (image_size // 4) ** 2, num_classes))
+
+
+def cli_run(tmp_path, monkeypatch, method: str, steps: int, network, *extra: str):
+    """Trains ``method`` for ``steps`` steps through the CLI trainer in float64 on fake
+    long-tailed data; returns (its config, the network as built before training, the
+    (batch, meta batch) of every step, the final checkpoint)."""
+    from taml.biased import batches
+    from taml.biased import build as parts
+    from taml.biased.config import parse_biased_config
+    from taml.biased.nets import build_network
+    from taml.biased.records import RunRecords
+    from taml.biased.train import train
+
+    data = fake_data()
+    monkeypatch.setattr(parts, "load_data", lambda cfg: data)
+    made: dict = {"batches": []}
+
+    def make_network(name, num_classes, in_channels, image_size):
+        if network is None:
+            net = build_network(name, num_classes, in_channels, image_size)
+        else:
+            net = network(num_classes, in_channels, image_size)
+        net = net.double()
+        made["initial"] = copy.deepcopy(net)
+        return net
+
+    monkeypatch.setattr(parts, "make_network", make_network)
+    standardise = batches.Normalise.__call__
+    monkeypatch.setattr(batches.Normalise, "__call__",
+                        lambda self, images: standardise(self, images).double())
+    train_batch, meta_batch = batches.BatchSource.train_batch, batches.BatchSource.meta_batch
+
+    def recording_train_batch(self, size):
+        x, y, indices = train_batch(self, size)
+        made["batches"].append([(x.clone(), y.clone()), None])
+        return x, y, indices
+
+    def recording_meta_batch(self, size):
+        x, y = meta_batch(self, size)
+        made["batches"][-1][1] = (x.clone(), y.clone())
+        return x, y
+
+    monkeypatch.setattr(batches.BatchSource, "train_batch", recording_train_batch)
+    monkeypatch.setattr(batches.BatchSource, "meta_batch", recording_meta_batch)
+    cfg = parse_biased_config(["--savedir", str(tmp_path / method), "--method", method,
+                               "--network", "lenet_tml", "--steps", str(steps),
+                               *CLI_FLAGS, *extra])
+    train(cfg)
+    state = RunRecords(tmp_path / method, is_main=False).load_checkpoint()
+    assert len(made["batches"]) == steps
+    return cfg, made["initial"], made["batches"], state
+
+
+def user_step(method: str, model: nn.Module, cfg, num_classes: int, counts):
+    """The step object a user would write for ``method`` with the CLI run's settings."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    if method == "erm":
+        return taml.ERMStep(model, optimizer)
+    if method == "class_balanced":
+        return taml.ClassBalancedStep(model, optimizer, counts)
+    if method == "focal":
+        return taml.FocalStep(model, optimizer, gamma=cfg.focal_gamma)
+    if method == "tml":  # TML's original looks ahead at the base lr
+        return taml.TMLStep(model, optimizer, num_classes, meta_lr=cfg.meta_lr,
+                            meta_every=cfg.meta_every, lookahead_lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    if method == "l2rw":
+        return taml.L2RWStep(model, optimizer)
+    return taml.MWNetStep(model, optimizer, meta_lr=cfg.meta_lr, seed=cfg.seed)
+
+
+CASES = [("erm", 2, None), ("class_balanced", 2, None), ("focal", 2, None),
+         ("tml", 3, None), ("l2rw", 2, None), ("mwnet", 2, None),
+         ("tml", 3, users_net), ("l2rw", 2, users_net), ("mwnet", 2, users_net)]
+
+
+@pytest.mark.parametrize("method, steps, network", CASES,
+                         ids=[f"{m}-{'user' if n else 'lenet'}" for m, _, n in CASES])
+def test_each_step_object_equals_the_cli_trainers_step(tmp_path, monkeypatch, method,
+                                                       steps, network):
+    extra = ("--meta_every", "2") if method == "tml" else ()  # a step with and one without
+    cfg, model, recorded, state = cli_run(tmp_path, monkeypatch, method, steps, network,
+                                          *extra)
+    counts = tuple(fake_data().manifest["counts"])
+    stepper = user_step(method, model, cfg, len(counts), counts)
+    model.train()
+    for batch, meta_batch in recorded:
+        stats = stepper.step(batch, meta_batch)
+        assert isinstance(stats, taml.StepStats) and isinstance(stats.loss, float)
+    assert next(model.parameters()).dtype == torch.float64
+    trained = model.state_dict()  # parameters and batch-norm statistics alike
+    assert trained.keys() == state["model"].keys()
+    for name, value in state["model"].items():
+        assert torch.equal(trained[name], value), (method, name)
+    for key, value in stepper.state_dict()["method"].items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, state["method"][key]), key
+    if method == "tml":
+        assert not torch.equal(stepper.class_weights, torch.full((3,), 1 / 3,
+                                                                 dtype=torch.float64))
+    if method == "mwnet":
+        for name, value in stepper.meta_net.state_dict().items():
+            assert torch.equal(value, state["method"]["vnet"][name]), name
+
+
+def test_a_users_module_and_meta_net_train_in_a_plain_loop():
+    """A user's Sequential with batch norm, their own V and meta-optimiser: the step
+    reports its weights, moves V, and moves the BN statistics as one training forward."""
+    torch.manual_seed(0)
+    model = users_net(3, 1, 8)
+    meta_net = nn.Sequential(nn.Unflatten(0, (-1, 1)), nn.Linear(1, 8), nn.ReLU(),
+                             nn.Linear(8, 1), nn.Sigmoid(), nn.Flatten(0))
+    meta_optimizer = torch.optim.SGD(meta_net.parameters(), lr=0.1)
+    stepper = taml.MWNetStep(model, torch.optim.SGD(model.parameters(), lr=0.1), meta_net,
+                             meta_optimizer)
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 3
+    meta = (torch.randn(6, 1, 8, 8), torch.arange(6) % 3)
+    reference = copy.deepcopy(model).train()
+    v_before = copy.deepcopy(meta_net.state_dict())
+    model.train()
+    stats = stepper.step((x, y), meta)
+    reference(x)  # one ordinary training forward
+    for name, buffer in reference.named_buffers():
+        assert torch.equal(buffer, dict(model.named_buffers())[name]), name
+    assert stepper.meta_net is meta_net
+    assert any(not torch.equal(v, meta_net.state_dict()[k]) for k, v in v_before.items())
+    assert 0 < stats.weight_min <= stats.weight_mean <= stats.weight_max < 1 / 12
+    assert stats.meta_loss == stats.meta_loss  # a number: a meta-update happened
+    assert set(stats.as_dict()) == {"loss", "accuracy", "weight_mean", "weight_min",
+                                    "weight_max", "zero_weight_share", "meta_loss"}
+
+    erm = taml.ERMStep(model, torch.optim.SGD(model.parameters(), lr=0.1)).step((x, y))
+    assert erm.weight_min == erm.weight_max == pytest.approx(1 / 12)
+    assert erm.meta_loss != erm.meta_loss  # NaN: ERM has no meta-update
+    l2rw = taml.L2RWStep(model, torch.optim.SGD(model.parameters(), lr=0.1)).step((x, y), meta)
+    assert l2rw.weight_mean * 12 == pytest.approx(1.0) or l2rw.weight_max == 0
+
+
+def test_bad_input_names_the_fix():
+    model = users_net(3, 1, 8)
+    stepper = taml.L2RWStep(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4) % 3
+    with pytest.raises(ValueError, match="needs a meta batch"):
+        stepper.step((x, y))
+    with pytest.raises(ValueError, match="int64 class indices"):
+        stepper.step((x, y.float()), (x, y))
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        taml.ERMStep(model, [0.1])
+    column = nn.Sequential(nn.Unflatten(0, (-1, 1)), nn.Linear(1, 1))  # [B] -> [B, 1]
+    wrong_v = taml.MWNetStep(model, torch.optim.SGD(model.parameters(), lr=0.1), column,
+                             torch.optim.SGD(column.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match=r"losses \[B\] to weights \[B\]"):
+        wrong_v.step((x, y), (x, y))
+
+
+def coloured_batch(n: int = 6, size: int = 12, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), generator=generator,
+                           dtype=torch.int64).to(torch.uint8)
+    images[:, :, :2] = 0  # some background
+    return images, torch.arange(n) % 10
+
+
+def test_lnl_step_equals_the_cli_trainers_unlearning_step():
+    from taml.biased.methods import lnl as cli_lnl  # the CLI's LNL trainer
+
+    torch.manual_seed(0)
+    cli_model = cli_lnl.LNLNet(10)
+    users = copy.deepcopy(cli_model)
+    cli = cli_lnl.LNLTrainer(cli_model, lr=0.05, lnl_lambda=0.5, grl_factor=0.3)
+    fg = list(users.f.parameters()) + list(users.g.parameters())
+    step = taml.LNLStep(users.f, users.g, users.h,
+                        torch.optim.SGD(fg, lr=0.05, momentum=0.9, weight_decay=5e-4),
+                        torch.optim.SGD(users.h.parameters(), lr=0.05, momentum=0.9,
+                                        weight_decay=5e-4),
+                        lnl_lambda=0.5, grl_factor=0.3)
+    before = copy.deepcopy(users.state_dict())
+    for seed in range(2):
+        images, labels = coloured_batch(seed=seed)
+        expected = cli.unlearn_step(images, labels)
+        stats = step.step((images, labels))
+        assert isinstance(stats, taml.LNLStats)
+        assert (stats.loss, stats.colour_loss, stats.neg_entropy) == (
+            expected["loss"], expected["colour_loss"], expected["neg_entropy"])
+    for name, value in cli_model.state_dict().items():
+        assert torch.equal(users.state_dict()[name], value), name
+    for part in ("f.", "g.", "h."):  # every part moved
+        assert any(not torch.equal(v, users.state_dict()[k])
+                   for k, v in before.items() if k.startswith(part)), part
+
+
+def test_lnl_step_on_a_users_f_g_and_heads_with_own_colour_targets():
+    torch.manual_seed(0)
+    f = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    g = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    class Heads(nn.Module):  # [B, 8, h, w] -> [B, 3, 8 bins, h, w]
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(8, 24, 1)
+
+        def forward(self, features):
+            out = self.conv(features)
+            return out.view(len(out), 3, 8, *out.shape[-2:])
+
+    heads = Heads()
+    step = taml.LNLStep(f, g, heads,
+                        torch.optim.SGD([*f.parameters(), *g.parameters()], lr=0.1),
+                        torch.optim.SGD(heads.parameters(), lr=0.1))
+    images, labels = coloured_batch()
+    targets = torch.randint(0, 8, (6, 3, 12, 12))
+    targets[:, :, :3] = -100  # not scored
+    head_before = heads.conv.weight.detach().clone()
+    stats = step.step((images, labels, targets))
+    assert stats.colour_loss > 0 and 0 <= stats.accuracy <= 1
+    assert not torch.equal(head_before, heads.conv.weight)
+    with pytest.raises(ValueError, match="uint8 images"):
+        step.step((images.float(), labels))
+
+
+def public_signatures() -> dict[str, str]:
+    """Every public reweighting entry's signature: the classes' constructors, their public
+    methods and properties defined in taml, and the stats' fields."""
+    out: dict[str, str] = {}
+    for name in REWEIGHTING_NAMES:
+        entry = getattr(taml, name)
+        out[name] = str(inspect.signature(entry))
+        for member in sorted(dir(entry)):
+            if member.startswith("_"):
+                continue
+            value = inspect.getattr_static(entry, member)
+            owner = next(k for k in entry.__mro__ if member in vars(k))
+            if not owner.__module__.startswith("taml"):
+                continue  # nn.Module's own methods are torch's, not ours
+            if isinstance(value, property):
+                out[f"{name}.{member}"] = "property"
+            elif callable(value):
+                out[f"{name}.{member}"] = str(inspect.signature(getattr(entry, member)))
+    return out
+
+
+def test_the_public_signatures_are_the_recorded_ones():
+    assert set(REWEIGHTING_NAMES) <= set(taml.__all__)
+    recorded = json.loads(SIGNATURES.read_text())
+    now = public_signatures()
+    changed = sorted(k for k in recorded.keys() | now.keys() if recorded.get(k) != now.get(k))
+    assert not changed, (f"public reweighting signatures changed: {changed}; if on purpose, "
+                         f"run `python -m tests.test_api_biased` to record them in "
+                         f"{SIGNATURES.name} and say so in docs/api_biased.md")
+
+
+def test_the_mwnet_example_runs_on_tiny_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "mwnet_in_your_loop.py"), "--epochs", "2",
+         "--steps_per_epoch", "3", "--data_root", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})  # this checkout
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and "test accuracy" in epochs[-1], result.stdout
+
+
+if __name__ == "__main__":  # records the signatures after a deliberate change
+    SIGNATURES.write_text(json.dumps(public_signatures(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {SIGNATURES}")
