@@ -34,7 +34,7 @@ def images(batch_images: torch.Tensor) -> torch.Tensor:
     return batch_images.movedim(-1, -3).to(torch.get_default_dtype()).div_(255.0).contiguous()
 
 
-def episode_tensors(n_tasks=2, way=3, max_shot=4, query=2, size=16, seed=0):
+def episode_tensors(n_tasks=2, way=3, max_shot=4, query=2, size=16, seed=1):
     """An imbalanced meta-batch (padded supports) as the API's tensors, and the batch."""
     from taml.data.episodes import EpisodeSampler
 

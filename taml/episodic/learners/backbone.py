@@ -113,6 +113,15 @@ class FunctionalBackbone:
                 + params["dense_b"])
 
 
+def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
+    """Applies z (``[4, 32]`` each) to the 4-conv net's conv layers' initialisation."""
+    out = dict(params)
+    for l in range(conv4.N_BLOCKS):
+        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
+        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
+    return out
+
+
 class Conv4Functional(FunctionalBackbone):
     """The 4-conv net as ``conv4.features`` on a dict ``conv{1..4}_{w,b}`` (θ) and
     ``bn{1..4}`` (the shifts): the command line's learner since the first version."""
@@ -122,8 +131,6 @@ class Conv4Functional(FunctionalBackbone):
 
     def modulate(self, params: Params, z: torch.Tensor) -> Params:
         # the same ops as ever: z is [kernel scales of conv1..4, bias shifts of conv1..4]
-        from taml.episodic.learners.inner_loop import modulate_init
-
         half = z.shape[-1] // 2
         return modulate_init(params, z[:half].view(conv4.N_BLOCKS, -1),
                              z[half:].view(conv4.N_BLOCKS, -1))

@@ -27,7 +27,11 @@ import torch.nn.functional as F
 from torch.func import grad, vjp
 
 from taml.episodic.learners import conv4
-from taml.episodic.learners.backbone import CONV4, FunctionalBackbone
+from taml.episodic.learners.backbone import (  # modulate_init: the 4-conv net's z, named here too
+    CONV4,
+    FunctionalBackbone,
+    modulate_init,  # noqa: F401
+)
 
 Params = dict[str, torch.Tensor]
 
@@ -66,15 +70,6 @@ def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torc
     if omega is None:
         return class_losses.mean()
     return (torch.softmax(omega, dim=-1) * class_losses).sum()
-
-
-def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
-    """Applies z (``[4, 32]`` each) to the conv layers' initialisation."""
-    out = dict(params)
-    for l in range(conv4.N_BLOCKS):
-        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
-        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
-    return out
 
 
 def classifier_starts_at_zero(params: Params) -> bool:

@@ -17,7 +17,7 @@ from taml.episodic.learners import conv4
 from taml.episodic.learners.backbone import CONV4, ModuleBackbone, feature_size
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.inference_net import InferenceNetwork
-from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, modulate_init
+from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
 
 ALPHA_INIT = 0.01  # the original's Meta-SGD initial step size, every entry
 
