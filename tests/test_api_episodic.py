@@ -280,6 +280,29 @@ def test_bad_input_names_the_argument():
         learner.predict(x, y, x, n_samples=2)
 
 
+def test_backbone_resnet12_is_recorded_and_a_change_is_refused(data_root, tmp_path):
+    """``--backbone resnet12`` meta-trains (first order, one iteration), is recorded in
+    config.json and the checkpoint, and a meta-test with another backbone is refused."""
+    from taml.episodic.config import parse_config
+    from taml.episodic.evaluate import meta_test
+    from taml.episodic.resume import IncompatibleRun
+    from taml.episodic.train import meta_train
+    from taml.run import checkpoint
+
+    savedir = tmp_path / "run"
+    common = ["--data_root", str(data_root), "--savedir", str(savedir), "--way", "2",
+              "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
+              "--n_val_episodes", "1", "--n_test_episodes", "1", "--no_progress",
+              "--device", "cpu", "--first_order", "--n_train_iters", "1"]
+    assert parse_config(common).backbone == "conv4"  # the paper's, by default
+    meta_train(parse_config([*common, "--backbone", "resnet12"]))
+    assert json.loads((savedir / "config.json").read_text())["backbone"] == "resnet12"
+    learner = checkpoint.load(savedir / checkpoint.LATEST)["learner"]
+    assert "backbone.blocks.3.conv3.weight" in learner and "theta.conv1_w" not in learner
+    with pytest.raises(IncompatibleRun, match="backbone"):
+        meta_test(parse_config([*common, "--mode", "meta_test"]))
+
+
 def public_signatures() -> dict[str, dict[str, str]]:
     """Every public name of ``taml.__all__``: a class's constructor and the public methods
     of its own module (the API's; not torch's, nor the command line's internals it
