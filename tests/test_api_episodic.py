@@ -281,8 +281,9 @@ def test_bad_input_names_the_argument():
 
 
 def test_backbone_resnet12_is_recorded_and_a_change_is_refused(data_root, tmp_path):
-    """``--backbone resnet12`` meta-trains (first order, one iteration), is recorded in
-    config.json and the checkpoint, and a meta-test with another backbone is refused."""
+    """``--backbone resnet12`` meta-trains (first order, one iteration, Meta-SGD + γ), is
+    recorded in config.json and the checkpoint, prints γ per layer, and a meta-test with
+    another backbone is refused."""
     from taml.episodic.config import parse_config
     from taml.episodic.evaluate import meta_test
     from taml.episodic.resume import IncompatibleRun
@@ -295,12 +296,16 @@ def test_backbone_resnet12_is_recorded_and_a_change_is_refused(data_root, tmp_pa
               "--n_val_episodes", "1", "--n_test_episodes", "1", "--no_progress",
               "--device", "cpu", "--first_order", "--n_train_iters", "1"]
     assert parse_config(common).backbone == "conv4"  # the paper's, by default
-    meta_train(parse_config([*common, "--backbone", "resnet12"]))
+    meta_train(parse_config([*common, "--backbone", "resnet12", "--alpha_on", "--gamma_on",
+                             "--print_freq", "1"]))
     assert json.loads((savedir / "config.json").read_text())["backbone"] == "resnet12"
+    # γ per adapted layer (16) and the classifier in the balancing table
+    assert any(line.split()[-2:] == ["l16", "dense"]
+               for line in (savedir / "train.log").read_text().splitlines())
     learner = checkpoint.load(savedir / checkpoint.LATEST)["learner"]
     assert "backbone.blocks.3.conv3.weight" in learner and "theta.conv1_w" not in learner
     with pytest.raises(IncompatibleRun, match="backbone"):
-        meta_test(parse_config([*common, "--mode", "meta_test"]))
+        meta_test(parse_config([*common, "--mode", "meta_test", "--alpha_on", "--gamma_on"]))
 
 
 def public_signatures() -> dict[str, dict[str, str]]:

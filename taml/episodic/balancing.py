@@ -18,10 +18,12 @@ LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense")  # the 4-conv net's γ
 
 def layer_names(n_gamma: int) -> tuple[str, ...]:
     """The names of ``n_gamma`` γ columns: the 4-conv net's :data:`LAYERS`, else
-    ``layer1..layer{n-1}`` (the backbone's adapted layers in order) and ``dense``."""
+    ``l1..l{n-1}`` (the backbone's adapted layers in order) and ``dense``."""
     if n_gamma == len(LAYERS):
         return LAYERS
-    return (*(f"layer{i}" for i in range(1, n_gamma)), "dense")
+    return (*(f"l{i}" for i in range(1, n_gamma)), "dense")
+
+
 # the run folder's file of the last printout's values (read by the demo and by report
 # tools instead of the text of train.log)
 BALANCING_FILE = "balancing.json"
