@@ -5,6 +5,11 @@ and in bfloat16.
     .venv/bin/python benchmarks/meta_iteration.py [--shape cifar|mimgnet|both]
         [--repeats 7] [--warmup 1] [--device cpu|cuda] [--task_batching auto|vmap|loop]
         [--precisions fp32 bf16 [tf32]] [--first_order] [--quick] [--json PATH]
+        [--backbone conv4|resnet12]
+
+``--backbone resnet12`` times our variants on ResNet-12 (the command line's
+``--backbone resnet12``) instead of the 4-conv net; learn2learn's variant is conv4 only, so
+leave ``l2l-maml`` out of ``--variants`` then.
 
 One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
 to ±3, Adam step (as taml.episodic.train: ``MetaLearner.meta_backward``, one backward per task on
