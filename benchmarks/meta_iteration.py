@@ -5,6 +5,11 @@ and in bfloat16.
     .venv/bin/python benchmarks/meta_iteration.py [--shape cifar|mimgnet|both]
         [--repeats 7] [--warmup 1] [--device cpu|cuda] [--task_batching auto|vmap|loop]
         [--precisions fp32 bf16 [tf32]] [--first_order] [--quick] [--json PATH]
+        [--backbone conv4|resnet12]
+
+``--backbone resnet12`` times our variants on ResNet-12 (the command line's
+``--backbone resnet12``) instead of the 4-conv net; learn2learn's variant is conv4 only, so
+leave ``l2l-maml`` out of ``--variants`` then.
 
 One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
 to ±3, Adam step (as taml.episodic.train: ``MetaLearner.meta_backward``, one backward per task on
@@ -64,6 +69,7 @@ from taml.data.store import make_split
 from taml.episodic.learners import conv4
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import MetaLearner, Switches
+from taml.episodic.learners.resnet12 import ResNet12
 
 GRAD_CLIP = 3.0  # as taml.episodic.train
 SHAPES = {"cifar": 32, "mimgnet": 84}
@@ -143,9 +149,14 @@ class L2LStep:
 
 class OursStep:
     def __init__(self, switches, image_size, way, max_shot, n_steps, inner_lr, first_order,
-                 device, task_batching, precision="fp32"):
+                 device, task_batching, precision="fp32", backbone="conv4"):
         inner = InnerLoopConfig(n_steps, inner_lr, first_order, taml_precision(precision))
-        self.learner = MetaLearner(switches, image_size, way, max_shot, inner).to(device)
+        # --backbone resnet12: the command line's ResNet-12 (every variant from the same
+        # kernels); conv4: its pure-function 4-conv net
+        module = (ResNet12(generator=torch.Generator().manual_seed(0))
+                  if backbone == "resnet12" else None)
+        self.learner = MetaLearner(switches, image_size, way, max_shot, inner,
+                                   backbone=module).to(device)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=1e-3)
         self.generator = torch.Generator().manual_seed(0)
         self.task_batching, self.precision = task_batching, precision
@@ -315,7 +326,7 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
                 step = OursStep(switches, max_shot=args.max_shot,
                                 first_order=args.first_order or name.endswith("first-order"),
                                 task_batching=args.task_batching, precision=precision,
-                                **common)
+                                backbone=args.backbone, **common)
             steps[name, precision] = step
 
     sampling, seconds, flops = [], {key: [] for key in steps}, {}
@@ -364,7 +375,8 @@ def bench_shape(image_size: int, args, device: torch.device) -> dict:
             "gflops_per_s": flops.get((name, precision), 0) / medians[name, precision] / 1e9,
             "gradient_error": float(error),
         }
-    return {"image_size": image_size, "sampler_seconds": sample_median, "variants": rows}
+    return {"image_size": image_size, "backbone": args.backbone,
+            "sampler_seconds": sample_median, "variants": rows}
 
 
 def cpu_peaks_in_a_fresh_process(argv: list[str]) -> dict:
@@ -418,8 +430,9 @@ def markdown_table(result: dict, peaks: dict[str, float]) -> str:
                  f"{precision} GFLOP/s", f"{precision} % peak"]
     head += [f"{precision} grad. error" for precision in precisions[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    suffix = " (ResNet-12)" if result.get("backbone") == "resnet12" else ""
     for name, by_precision in result["variants"].items():
-        cells = [LABELS.get(name, name), f"{by_precision[precisions[0]]['gflop']:.1f}"]
+        cells = [LABELS.get(name, name) + suffix, f"{by_precision[precisions[0]]['gflop']:.1f}"]
         for precision in precisions:
             row = by_precision[precision]
             speed_up = f"{1 / row['ratio_to_l2l']:.2f}" if row["ratio_to_l2l"] else "-"
@@ -461,6 +474,8 @@ def main(argv=None) -> dict:
                    help="smoke test: cifar shape, 2 tasks, max_shot 5, query 2, 2 steps, "
                         "1 repeat, no warm-up")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--backbone", choices=["conv4", "resnet12"], default="conv4",
+                   help="our variants' base learner (learn2learn's is the 4-conv net only)")
     p.add_argument("--memory_pass", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
@@ -474,6 +489,9 @@ def main(argv=None) -> dict:
         p.error("--device cuda: no CUDA device is visible; use --device cpu")
     if "tf32" in args.precisions and args.device != "cuda":
         p.error("--precisions tf32 is a CUDA mode (TF32 tensor cores); use --device cuda")
+    if args.backbone != "conv4" and "l2l-maml" in args.variants:
+        p.error("--backbone resnet12 times our variants only: leave l2l-maml out of "
+                "--variants (learn2learn's variant is the 4-conv net)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -483,6 +501,7 @@ def main(argv=None) -> dict:
     shapes = list(SHAPES) if args.shape == "both" else [args.shape]
 
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
+          f"backbone {args.backbone}, "
           f"task_batching {args.task_batching}, {'first' if args.first_order else 'second'} "
           f"order; metabatch {args.metabatch}, {args.way}-way, max_shot {args.max_shot}, "
           f"query {args.query}, {args.n_steps} steps; median of {args.repeats} after "

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense")
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense")  # the 4-conv net's γ
+
+
+def layer_names(n_gamma: int) -> tuple[str, ...]:
+    """The names of ``n_gamma`` γ columns: the 4-conv net's :data:`LAYERS`, else
+    ``l1..l{n-1}`` (the backbone's adapted layers in order) and ``dense``."""
+    if n_gamma == len(LAYERS):
+        return LAYERS
+    return (*(f"l{i}" for i in range(1, n_gamma)), "dense")
+
+
 # the run folder's file of the last printout's values (read by the demo and by report
 # tools instead of the text of train.log)
 BALANCING_FILE = "balancing.json"
@@ -24,7 +34,9 @@ def balancing_record(iteration: int, sets: list[tuple[str, str, np.ndarray, dict
     """The JSON of one printout. ``sets``: (``"ID"``/``"OOD"``, dataset, class counts
     ``[T, way]``, {"gamma": exp(γ) ``[T, 5]``, "omega": softmax(ω) ``[T, way]``}); the
     tables show the first ``n_table_tasks`` tasks, the record keeps them all (the plots')."""
-    return {"iteration": iteration, "n_table_tasks": n_table_tasks, "layers": list(LAYERS),
+    widths = [np.asarray(values["gamma"]).shape[1] for *_, values in sets if "gamma" in values]
+    layers = layer_names(widths[0]) if widths else LAYERS
+    return {"iteration": iteration, "n_table_tasks": n_table_tasks, "layers": list(layers),
             "sets": [{"role": role, "dataset": dataset, "class_counts": counts.tolist(),
                       **{key: value.tolist() for key, value in values.items()}}
                      for role, dataset, counts, values in sets]}
@@ -47,8 +59,9 @@ def table_lines(record: dict) -> list[str]:
 
 
 def gamma_table(support_sizes: np.ndarray, gamma: np.ndarray) -> list[str]:
-    """``support_sizes`` ``[T]``, ``gamma`` = exp(γ) ``[T, 5]``."""
-    lines = ["*** Gamma for task imbalance ***", " " * 16 + "".join(f"{n:>7}" for n in LAYERS)]
+    """``support_sizes`` ``[T]``, ``gamma`` = exp(γ) ``[T, layers]`` (5 for the 4-conv net)."""
+    names = layer_names(gamma.shape[1])
+    lines = ["*** Gamma for task imbalance ***", " " * 16 + "".join(f"{n:>7}" for n in names)]
     for t in np.argsort(support_sizes, kind="stable"):
         values = "".join(f"{g:7.3f}" for g in gamma[t])
         lines.append(f"task {t:2d}: N={support_sizes[t]:3d} {values}")
@@ -86,7 +99,7 @@ def plot_tendencies(
     for ax, key in zip(axes[0], panels, strict=True):
         if key == "gamma":
             sizes = class_counts.sum(1)
-            for layer, name in enumerate(LAYERS):
+            for layer, name in enumerate(layer_names(values["gamma"].shape[1])):
                 ax.scatter(sizes, values["gamma"][:, layer], s=12, label=name)
             ax.set_xlabel("task size N (support images)")
             ax.set_ylabel("exp(γ): step scale")

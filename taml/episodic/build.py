@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from taml.data.episodes import EpisodeSampler
 from taml.data.loading import load_dataset_split
@@ -17,10 +18,11 @@ from taml.data.registry import get_spec
 from taml.episodic.config import Config, image_size_of
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import MetaLearner, Switches
+from taml.episodic.learners.resnet12 import ResNet12
 from taml.run import device as run_device
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import Refusal
-from taml.run.seeds import Stream, numpy_stream, shard_generator
+from taml.run.seeds import Stream, numpy_stream, shard_generator, torch_stream
 
 
 def resolve_device(cfg: Config, world: World = SINGLE) -> torch.device:
@@ -63,7 +65,19 @@ def samplers_for(cfg: Config, names: tuple[str, ...], split: str) -> dict[str, E
             if split in get_spec(n, cfg.image_size).splits}
 
 
+def build_backbone(cfg: Config) -> nn.Module | None:
+    """``--backbone``'s body: None for conv4, which the learner runs as its pure function
+    (``theta``, ``bn_shifts``: the parameter names of every run folder since the first;
+    ``tests/test_api_episodic.py`` holds it equal to the ``conv4.Conv4`` module's), or a
+    ResNet-12 whose kernels are drawn from ``--seed``."""
+    if cfg.backbone == "conv4":
+        return None
+    return ResNet12(generator=torch_stream(cfg.seed, Stream.BACKBONE))
+
+
 def build_learner(cfg: Config) -> MetaLearner:
+    """The command line's learner: the same ``MetaLearner`` that the API's ``MAML``,
+    ``MetaSGD`` and ``BayesianTAML`` configure (:mod:`taml.episodic.api`)."""
     switches = Switches(cfg.alpha_on, cfg.omega_on, cfg.gamma_on, cfg.z_on)
     return MetaLearner(
         switches,
@@ -75,6 +89,7 @@ def build_learner(cfg: Config) -> MetaLearner:
         omega_reads_statistics=len(cfg.id_dataset) > 1,
         seed=cfg.seed,
         sigma_init=cfg.sigma_init,
+        backbone=build_backbone(cfg),
     )
 
 

@@ -23,6 +23,9 @@ KL_NORMALISERS = ("task", "padded")
 # --precision: the base learner's conv blocks in float32, or bfloat16 under autocast; the
 # network maps each name to its dtype (taml.episodic.learners.conv4.PRECISIONS)
 PRECISIONS = ("fp32", "bf16")
+# --backbone: the base learner's body (taml.episodic.build.build_backbone): the paper's 4-conv
+# net, or ResNet-12 (MetaOptNet / TADAM's 64-160-320-640)
+BACKBONES = ("conv4", "resnet12")
 # what config.json and the checkpoints say this config is (the biased family's: "biased")
 FAMILY = "episodic"
 
@@ -68,6 +71,7 @@ class Config:
     n_val_mc_samples: int = 0
     precision: str = "fp32"
     sigma_init: float = DEFAULT_SIGMA_INIT  # the original's: ORIGINAL_SIGMA_INIT
+    backbone: str = "conv4"
 
     @property
     def method(self) -> str:
@@ -188,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="taml: the base learner's conv blocks in float32, or in bfloat16 "
                         "under autocast (parameters, optimizer, inner-loop updates, "
                         "classifier and losses stay float32; docs/benchmarks.md)")
+    p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
+                   help="taml: the base learner: conv4 (the paper's 4-conv net) or resnet12 "
+                        "(4 residual blocks, 64-160-320-640 channels, as MetaOptNet/TADAM)")
     p.add_argument("--tensorboard", action="store_true",
                    help="taml: also log the training scalars and the balancing variables' "
                         "histograms to <savedir>/tensorboard (needs pip install tensorboard)")
@@ -228,6 +235,9 @@ def _check(cfg: Config) -> None:
     if cfg.n_val_mc_samples < 0:
         raise ValueError(f"--n_val_mc_samples must be 0 (posterior means) or more, got "
                          f"{cfg.n_val_mc_samples}")
+    if cfg.backbone not in BACKBONES:  # argparse checks it; a replace() may not
+        raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got "
+                         f"{cfg.backbone!r}")
     if cfg.kl_normaliser not in KL_NORMALISERS:  # argparse checks it; a replace() may not
         raise ValueError(f"--kl_normaliser must be one of {', '.join(KL_NORMALISERS)}, got "
                          f"{cfg.kl_normaliser!r}")

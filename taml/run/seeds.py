@@ -23,6 +23,7 @@ class Stream(IntEnum):
     TABLES = 2                # the balancing tables' and plots' tasks, keyed by iteration
     META_TEST = 3             # meta-test episodes, keyed by dataset
     VALIDATION_POSTERIOR = 4  # validation's Monte Carlo samples (iteration, dataset, batch)
+    BACKBONE = 5              # --backbone resnet12's initial kernels
     # biased-data family (taml.biased)
     TRAIN_ORDER = 10          # the order of training examples
     META_ORDER = 11           # the order of the meta (target) set

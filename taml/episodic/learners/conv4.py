@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 N_FILTERS = 32
 N_BLOCKS = 4
@@ -67,10 +68,13 @@ def images_to_input(images: torch.Tensor, dtype: torch.dtype | None = None) -> t
 
 
 def masked_batch_norm(
-    x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None
+    x: torch.Tensor, shift: torch.Tensor | None, mask: torch.Tensor | None,
+    eps: float = BN_EPS, scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalise ``x`` ``[N, C, H, W]`` over (N, H, W), using the rows where ``mask`` ``[N]``
-    (float 0/1) is 1; then add the learned per-channel ``shift``.
+    (float 0/1) is 1; then multiply by the learned per-channel ``scale`` (None: no scale, the
+    original's) and add the learned ``shift`` (None: none). ``x`` ``[N, C]`` or ``[N, C, L]``
+    (``nn.BatchNorm1d``) is normalised over its rows (and L) alike.
 
     ``mask`` None means every row is real. The masked sums are contractions (einsum), not
     mask-multiply-then-sum (one pass over the activations instead of two). They work in
@@ -88,7 +92,11 @@ def masked_batch_norm(
     batch-norm batching rule gives wrong second-order meta-gradients
     (tests/test_learners.py): the vmap path always passes a mask.
     """
-    if mask is None and x.dtype == torch.bfloat16:
+    if x.dim() != 4:  # batch norm 1d: [N, C] or [N, C, L], as [N, C, L, 1]
+        flat = x.reshape(x.shape[0], x.shape[1], -1, 1)
+        return masked_batch_norm(flat, shift, mask, eps, scale).reshape(x.shape)
+    if mask is None and x.dtype == torch.bfloat16 and scale is None and shift is not None \
+            and eps == BN_EPS:
         return native_batch_norm(x, shift)
     spatial = x.shape[2] * x.shape[3]
     if mask is None:
@@ -98,8 +106,11 @@ def masked_batch_norm(
     mean = (torch.einsum("n,nchw->c", weight, x) / count).to(x.dtype)
     centred = x - mean.view(1, -1, 1, 1)
     var = torch.einsum("n,nchw->c", weight, centred * centred) / count
-    scale = torch.rsqrt(var + BN_EPS).to(x.dtype)
-    return centred * scale.view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
+    inverse_std = torch.rsqrt(var + eps).to(x.dtype)
+    if scale is not None:
+        inverse_std = inverse_std * scale.to(x.dtype)
+    out = centred * inverse_std.view(1, -1, 1, 1)
+    return out if shift is None else out + shift.to(x.dtype).view(1, -1, 1, 1)
 
 
 def native_batch_norm(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -156,3 +167,46 @@ def forward(
     """
     return (features(params, bn_shifts, x, mask, precision) @ params["dense_w"]
             + params["dense_b"])
+
+
+class ShiftBatchNorm2d(nn.BatchNorm2d):
+    """The original's batch norm as a module: a learned per-channel shift, no scale, eps
+    1e-3. (Inside the episodic learners every batch norm runs on the batch's real rows;
+    see :mod:`taml.episodic.learners.backbone`.)"""
+
+    def __init__(self, channels: int, eps: float = BN_EPS):
+        super().__init__(channels, eps=eps, affine=True)
+        self.weight = None  # no scale: a registered None, so state_dict has the shift only
+
+
+class Conv4(nn.Module):
+    """The 4-block conv net of few-shot learning as an ``nn.Module`` (features ``[N, D]``,
+    no classifier: the learner adds it), the same function as :func:`features`.
+
+    ``generator`` draws the kernels (normal(0, 0.02) truncated at 2 std, conv1 first, as
+    :func:`init_conv_params`); no other random number is drawn (the layers are built
+    without their default initialisation, which would read torch's global generator).
+    ``n_filters`` (32, the paper's) is there for tiny tests. The convolutions are declared
+    before the batch norms, so that the parameters come in :func:`init_conv_params`'s order
+    and then the shifts'.
+    """
+
+    def __init__(self, in_channels: int = 3, generator: torch.Generator | None = None,
+                 n_filters: int = N_FILTERS):
+        super().__init__()
+        generator = generator or torch.Generator().manual_seed(0)
+        for l in range(1, N_BLOCKS + 1):
+            fan_in = in_channels if l == 1 else n_filters
+            conv = torch.nn.utils.skip_init(nn.Conv2d, fan_in, n_filters, 3, padding=1)
+            torch.nn.init.trunc_normal_(conv.weight, std=0.02, a=-0.04, b=0.04,
+                                        generator=generator)
+            torch.nn.init.zeros_(conv.bias)
+            setattr(self, f"conv{l}", conv)
+        for l in range(1, N_BLOCKS + 1):
+            setattr(self, f"bn{l}", ShiftBatchNorm2d(n_filters))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for l in range(1, N_BLOCKS + 1):
+            x = getattr(self, f"bn{l}")(getattr(self, f"conv{l}")(x))
+            x = F.max_pool2d(F.relu(x), 2)
+        return x.flatten(1)

@@ -112,6 +112,12 @@ def _masked_moments(
 class InferenceNetwork(nn.Module):
     """Posteriors of the balancing variables that are switched on.
 
+    It reads the support set at the backbone's input size (``image_size``: an int, or
+    (H, W); ``in_channels``). ``gamma_size``: one γ per adapted layer of the backbone and
+    one for the classifier (5 for the 4-conv net); ``z_size``: the backbone's
+    (:attr:`~taml.episodic.learners.backbone.FunctionalBackbone.z_size`, 256 for the 4-conv
+    net).
+
     ``omega_reads_statistics``: ω's heads read s_c directly (the original's multi-dataset
     setting) instead of through a 64-unit hidden layer. ``sigma_init``: every posterior's σ
     at initialisation (the original's softplus(0) by default).
@@ -127,21 +133,24 @@ class InferenceNetwork(nn.Module):
         omega_reads_statistics: bool = False,
         generator: torch.Generator | None = None,
         sigma_init: float = ORIGINAL_SIGMA_INIT,
+        in_channels: int = 3,
+        gamma_size: int = GAMMA_SIZE,
+        z_size: int = Z_SIZE,
     ):
         super().__init__()
         g = generator
         self.max_shot = max_shot
-        side = image_size // 4
-        self.conv1, self.conv2 = _conv(3, 10, g), _conv(10, 10, g)
-        self.encode1 = _dense(side * side * 10, 64, g)
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.conv1, self.conv2 = _conv(in_channels, 10, g), _conv(10, 10, g)
+        self.encode1 = _dense((height // 4) * (width // 4) * 10, 64, g)
         self.interact1 = _dense(3, 4, g)
         self.encode2a, self.encode2b = _dense(256, 128, g), _dense(128, 32, g)
         self.interact2 = _dense(3, 4, g)
         s = sigma_init
         self.omega = (_GaussianHead(256, 1, not omega_reads_statistics, g, s) if omega_on
                       else None)
-        self.gamma = _GaussianHead(128, GAMMA_SIZE, True, g, s) if gamma_on else None
-        self.z = _GaussianHead(128, Z_SIZE, True, g, s) if z_on else None
+        self.gamma = _GaussianHead(128, gamma_size, True, g, s) if gamma_on else None
+        self.z = _GaussianHead(128, z_size, True, g, s) if z_on else None
 
     def _normalised_size(self, counts: torch.Tensor) -> torch.Tensor:
         return (counts - 1) / max(self.max_shot - 1, 1)

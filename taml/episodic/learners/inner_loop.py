@@ -27,6 +27,11 @@ import torch.nn.functional as F
 from torch.func import grad, vjp
 
 from taml.episodic.learners import conv4
+from taml.episodic.learners.backbone import (  # modulate_init: the 4-conv net's z, named here too
+    CONV4,
+    FunctionalBackbone,
+    modulate_init,  # noqa: F401
+)
 
 Params = dict[str, torch.Tensor]
 
@@ -67,15 +72,6 @@ def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torc
     return (torch.softmax(omega, dim=-1) * class_losses).sum()
 
 
-def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
-    """Applies z (``[4, 32]`` each) to the conv layers' initialisation."""
-    out = dict(params)
-    for l in range(conv4.N_BLOCKS):
-        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
-        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
-    return out
-
-
 def classifier_starts_at_zero(params: Params) -> bool:
     """Whether the first inner step's conv gradient is exactly zero, as a function of
     everything the outer gradient flows through.
@@ -102,15 +98,21 @@ def adapt(
     omega: torch.Tensor | None = None,
     layer_scales: torch.Tensor | None = None,
     exploit_zero_classifier: bool = True,
+    backbone: FunctionalBackbone | None = None,
 ) -> Params:
     """Runs the inner loop for one task and returns the adapted parameters.
 
-    ``params``: the (z-modulated) initialisation, keys ``conv4.ADAPTED_KEYS``.
+    ``params``: the (z-modulated) initialisation: the backbone's adapted keys and
+    ``dense_w``, ``dense_b``. ``backbone``: the pure function of those keys
+    (:mod:`taml.episodic.learners.backbone`; None: the 4-conv net, keys
+    ``conv4.ADAPTED_KEYS``, ``bn_shifts`` its ``bn{1..4}``); ``bn_shifts`` are its
+    meta-learned, not adapted, parameters (a module's batch-norm scales and shifts).
     ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
     ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
     None: every row is real, which lets bfloat16's batch norm take the native kernel; never
     under vmap).
-    ``omega`` ``[way]`` or None; ``layer_scales`` ``[5]`` = exp(γ) or None.
+    ``omega`` ``[way]`` or None; ``layer_scales`` ``[n_layers + 1]`` = exp(γ) or None
+    (the classifier's last; 5 for the 4-conv net).
 
     Each step runs the conv blocks once (``vjp``), takes the classifier's gradients and
     the features' cotangent from the small head, then pulls the cotangent back through the
@@ -121,11 +123,12 @@ def adapt(
     loss, every step), the reference the tests compare with.
     """
     way = params["dense_b"].shape[-1]
+    backbone = backbone or CONV4
 
     def step_size(key: str) -> torch.Tensor | float:
         step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
         if layer_scales is not None:
-            step = step * layer_scales[conv4.layer_index(key)]
+            step = step * layer_scales[backbone.layer_index(key)]
         return step
 
     def update(current: Params, grads: Params) -> Params:
@@ -135,8 +138,9 @@ def adapt(
 
     if not exploit_zero_classifier:
         def loss_fn(current: Params) -> torch.Tensor:
-            logits = conv4.forward(current, bn_shifts, support_x, support_mask,
-                                          config.precision)
+            feats = backbone.features(current, bn_shifts, support_x, support_mask,
+                                      config.precision)
+            logits = feats @ current["dense_w"] + current["dense_b"]
             return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
 
         for _ in range(config.n_steps):
@@ -144,14 +148,13 @@ def adapt(
         return params
 
     def conv_features(conv: Params) -> torch.Tensor:
-        return conv4.features(conv, bn_shifts, support_x, support_mask,
-                                     config.precision)
+        return backbone.features(conv, bn_shifts, support_x, support_mask, config.precision)
 
     def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
         logits = feats @ dense["dense_w"] + dense["dense_b"]
         return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
 
-    conv = {k: v for k, v in params.items() if k.startswith("conv")}
+    conv = {k: v for k, v in params.items() if k not in conv4.DENSE_KEYS}  # the backbone's
     dense = {k: params[k] for k in conv4.DENSE_KEYS}
     conv_is_still = classifier_starts_at_zero(params) and config.n_steps > 0
     feats = pull_back = None

@@ -14,9 +14,10 @@ from torch.func import vmap
 
 from taml.data.episodes import EpisodeBatch
 from taml.episodic.learners import conv4
+from taml.episodic.learners.backbone import CONV4, ModuleBackbone, feature_size
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.inference_net import InferenceNetwork
-from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, modulate_init
+from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
 
 ALPHA_INIT = 0.01  # the original's Meta-SGD initial step size, every entry
 
@@ -37,11 +38,36 @@ class Switches:
 class TaskOutputs:
     """``query_logits`` ``[T, M, way]``; ``kl`` ``[T]`` (zeros without balancing variables);
     ``balancing``: the values fed to the inner loop, ``omega`` ``[T, way]``, ``gamma``
-    ``[T, 5]``, ``z`` ``[T, 256]`` (the ones switched on)."""
+    ``[T, n_layers + 1]``, ``z`` ``[T, z_size]`` (the ones switched on; 5 and 256 for the
+    4-conv net)."""
 
     query_logits: torch.Tensor
     kl: torch.Tensor
     balancing: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """A meta-batch as tensors (what :class:`MetaLearner` computes on; an ``EpisodeBatch``
+    is turned into one): ``support_x`` ``[T, N, C, H, W]`` float, ``support_labels``
+    ``[T, N]`` int64 in 0..way-1 on real rows, ``support_mask`` ``[T, N]`` float 0/1 (the
+    real rows first, padding last), ``query_x`` ``[T, M, C, H, W]``, ``query_labels``
+    ``[T, M]`` (None for a prediction)."""
+
+    support_x: torch.Tensor
+    support_labels: torch.Tensor
+    support_mask: torch.Tensor
+    query_x: torch.Tensor
+    query_labels: torch.Tensor | None = None
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.support_labels.shape[0])
+
+    @property
+    def support_sizes(self) -> torch.Tensor:
+        """int64 ``[T]``: each task's real support rows."""
+        return self.support_mask.sum(1).round().to(torch.int64)
 
 
 class MetaLearner(nn.Module):
@@ -52,57 +78,102 @@ class MetaLearner(nn.Module):
     per task, so a shared classifier init carries no knowledge; zero makes the first inner
     step fit the classifier alone. Meta-SGD's classifier α is one learned column shared by
     every class, as the original.
+
+    ``backbone``: None, the 4-conv net as a pure function of ``theta`` (``conv{1..4}_{w,b}``)
+    and ``bn_shifts`` (``bn{1..4}``), initialised from ``seed`` (the command line's learner);
+    or any ``nn.Module`` of conv / linear layers with batch norm
+    (:class:`~taml.episodic.learners.backbone.ModuleBackbone`), registered as
+    ``self.backbone`` with its own initialisation: θ is then its conv and linear layers'
+    parameters, its batch-norm parameters are meta-learned only, and ``theta`` and
+    ``bn_shifts`` are None. ``image_size`` (an int, or (H, W)) and ``in_channels``: the
+    backbone's input, which the inference network reads too. ``alpha_init``: Meta-SGD's
+    initial step sizes.
     """
 
     def __init__(
         self,
         switches: Switches,
-        image_size: int,
+        image_size: int | tuple[int, int],
         way: int,
         max_shot: int,
         inner: InnerLoopConfig,
         omega_reads_statistics: bool = False,
         seed: int = 0,
         sigma_init: float = ORIGINAL_SIGMA_INIT,
+        backbone: nn.Module | None = None,
+        in_channels: int = 3,
+        alpha_init: float = ALPHA_INIT,
     ):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.switches, self.inner, self.way = switches, inner, way
-        features = conv4.feature_size(image_size)
-        self.theta = nn.ParameterDict(conv4.init_conv_params(generator))
-        self.register_buffer("dense_w", torch.zeros(features, way))
-        self.register_buffer("dense_b", torch.zeros(way))
-        self.bn_shifts = nn.ParameterDict(
-            {f"bn{l}": torch.zeros(conv4.N_FILTERS) for l in range(1, 5)}
-        )
+        if backbone is None:
+            self.functional = CONV4
+            self.theta = nn.ParameterDict(conv4.init_conv_params(generator, in_channels))
+            self.bn_shifts = nn.ParameterDict(
+                {f"bn{l}": torch.zeros(conv4.N_FILTERS) for l in range(1, 5)}
+            )
+            features = conv4.feature_size(image_size if isinstance(image_size, int)
+                                          else min(image_size))
+        else:
+            self.backbone = backbone  # registered first: its parameters come first
+            self.functional = ModuleBackbone(backbone)
+            self.theta = self.bn_shifts = None
+            side = (image_size, image_size) if isinstance(image_size, int) else image_size
+            features = feature_size(self.functional, self.functional.outer_params(),
+                                    self.functional.initialisation(), (in_channels, *side))
+        reference = next(iter(self._theta().values()))
+        self.register_buffer("dense_w", torch.zeros(features, way, dtype=reference.dtype))
+        self.register_buffer("dense_b", torch.zeros(way, dtype=reference.dtype))
         self.alpha = None
+        # the alpha dict's keys: a module's parameter names with '__' for '.' (which
+        # ParameterDict refuses)
+        self._alpha_keys = {k: k.replace(".", "__") for k in self.functional.adapted_keys}
         if switches.alpha_on:
-            alpha = {k: torch.full_like(v, ALPHA_INIT) for k, v in self.theta.items()}
-            alpha["dense_w_column"] = torch.full((features, 1), ALPHA_INIT)
-            alpha["dense_b_column"] = torch.full((1,), ALPHA_INIT)
+            alpha = {self._alpha_keys[k]: torch.full_like(v.detach(), alpha_init)
+                     for k, v in self._theta().items()}
+            alpha["dense_w_column"] = torch.full((features, 1), alpha_init,
+                                                 dtype=reference.dtype)
+            alpha["dense_b_column"] = torch.full((1,), alpha_init, dtype=reference.dtype)
             self.alpha = nn.ParameterDict(alpha)
         self.inference = None
         if switches.any_balancing:
             self.inference = InferenceNetwork(
                 image_size, max_shot, switches.omega_on, switches.gamma_on, switches.z_on,
                 omega_reads_statistics=omega_reads_statistics, generator=generator,
-                sigma_init=sigma_init,
+                sigma_init=sigma_init, in_channels=in_channels,
+                gamma_size=self.functional.n_layers + 1, z_size=self.functional.z_size,
             )
+            if backbone is not None:
+                self.inference.to(reference.dtype)
+
+    def _theta(self) -> dict[str, torch.Tensor]:
+        """θ without the classifier, in the backbone's layer order."""
+        if self.theta is not None:
+            return dict(self.theta)
+        return self.functional.initialisation()
+
+    def outer_params(self) -> dict[str, torch.Tensor]:
+        """The backbone's meta-learned, not adapted, parameters: the batch-norm shifts
+        (scales too, for a module with affine batch norm)."""
+        if self.bn_shifts is not None:
+            return dict(self.bn_shifts)
+        return self.functional.outer_params()
 
     def initialisation(self) -> dict[str, torch.Tensor]:
         """θ with the classifier: the inner loop's starting point (before z)."""
-        return {**self.theta, "dense_w": self.dense_w, "dense_b": self.dense_b}
+        return {**self._theta(), "dense_w": self.dense_w, "dense_b": self.dense_b}
 
     def step_sizes(self) -> dict[str, torch.Tensor] | float:
         if self.alpha is None:
             return self.inner.inner_lr
-        steps = {k: v for k, v in self.alpha.items() if not k.endswith("_column")}
+        steps = {k: self.alpha[safe] for k, safe in self._alpha_keys.items()}
         steps["dense_w"] = self.alpha["dense_w_column"].expand(-1, self.way)
         steps["dense_b"] = self.alpha["dense_b_column"].expand(self.way)
         return steps
 
     def posterior_balancing(
-        self, support_x: torch.Tensor, batch: EpisodeBatch, sample: bool,
+        self, support_x: torch.Tensor, batch, sample: bool,
         generator: torch.Generator | None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Balancing variables (a posterior sample, or the means) and KL ``[T]``."""
@@ -123,7 +194,8 @@ class MetaLearner(nn.Module):
         config = self.inner
         if n_steps is not None:
             config = replace(config, n_steps=n_steps)
-        bn_shifts = dict(self.bn_shifts)
+        bn_shifts = self.outer_params()
+        functional = self.functional
 
         def one_task(values, xs, ys, mask, xq, query_mask):
             # masks None on the loop path (rows cut to the real ones), tensors under vmap,
@@ -132,21 +204,24 @@ class MetaLearner(nn.Module):
             # task (meta_backward) a graph node shared by the tasks would be freed by the first
             params, steps = self.initialisation(), self.step_sizes()
             if "z" in values:
-                half = values["z"].shape[-1] // 2
-                params = modulate_init(params, values["z"][:half].view(4, -1),
-                                       values["z"][half:].view(4, -1))
+                params = functional.modulate(params, values["z"])
             scales = torch.exp(values["gamma"]) if "gamma" in values else None
             adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config,
-                            omega=values.get("omega"), layer_scales=scales)
-            return conv4.forward(adapted, bn_shifts, xq, query_mask, config.precision)
+                            omega=values.get("omega"), layer_scales=scales,
+                            backbone=functional)
+            return functional.forward(adapted, bn_shifts, xq, query_mask, config.precision)
 
         return one_task
 
-    def _inputs(self, batch: EpisodeBatch):
-        dtype = self.theta["conv1_w"].dtype
-        return (conv4.images_to_input(batch.support_images, dtype),
-                conv4.images_to_input(batch.query_images, dtype),
-                batch.support_mask.to(dtype))
+    def _inputs(self, batch):
+        """A meta-batch as :class:`Tasks`: an ``EpisodeBatch``'s uint8 images as floats in
+        [0, 1], in θ's dtype; a :class:`Tasks` as it is."""
+        if isinstance(batch, Tasks):
+            return batch
+        dtype = self.dense_w.dtype
+        return Tasks(conv4.images_to_input(batch.support_images, dtype),
+                     batch.support_labels, batch.support_mask.to(dtype),
+                     conv4.images_to_input(batch.query_images, dtype), batch.query_labels)
 
     @staticmethod
     def _resolve_batching(task_batching: str, support_x: torch.Tensor) -> str:
@@ -160,29 +235,31 @@ class MetaLearner(nn.Module):
 
     def forward(
         self,
-        batch: EpisodeBatch,
+        batch,
         sample: bool = False,
         generator: torch.Generator | None = None,
         task_batching: str = "auto",
         n_steps: int | None = None,
     ) -> TaskOutputs:
-        """Adapts to every task of ``batch`` and classifies its query set.
+        """Adapts to every task of ``batch`` (an ``EpisodeBatch`` or :class:`Tasks`) and
+        classifies its query set.
 
         ``sample``: one posterior sample per task (meta-training, MC) or the posterior
         means (validation). ``n_steps`` overrides the configured inner steps (meta-test).
         """
-        support_x, query_x, support_mask = self._inputs(batch)
-        balancing, kl = self.posterior_balancing(support_x, batch, sample, generator)
+        tasks = self._inputs(batch)
+        support_x, query_x, support_mask = tasks.support_x, tasks.query_x, tasks.support_mask
+        balancing, kl = self.posterior_balancing(support_x, tasks, sample, generator)
         one_task = self._task_function(n_steps)
         if self._resolve_batching(task_batching, support_x) == "vmap":
-            logits = vmap(one_task)(balancing, support_x, batch.support_labels, support_mask,
+            logits = vmap(one_task)(balancing, support_x, tasks.support_labels, support_mask,
                                     query_x, query_x.new_ones(query_x.shape[:2]))
         else:
             # one task at a time, each cut to its real rows: no work spent on padding
-            sizes = batch.support_sizes.tolist()
+            sizes = tasks.support_sizes.tolist()
             logits = torch.stack([
                 one_task({k: v[t] for k, v in balancing.items()}, support_x[t, :n],
-                         batch.support_labels[t, :n], None, query_x[t], None)
+                         tasks.support_labels[t, :n], None, query_x[t], None)
                 for t, n in enumerate(sizes)
             ])
         return TaskOutputs(logits, kl, balancing)
@@ -207,20 +284,21 @@ class MetaLearner(nn.Module):
         in one last backward. The same gradient as backpropagating ``forward``'s objective,
         up to float rounding (``tests/test_speed_paths.py``); the vmap path does exactly that.
         """
-        support_x, query_x, _ = self._inputs(batch)
+        tasks = self._inputs(batch)
+        support_x, query_x = tasks.support_x, tasks.query_x
         if self._resolve_batching(task_batching, support_x) == "vmap":
             outputs = self(batch, sample=True, generator=generator, task_batching="vmap")
             loss, per_task = meta_objective(outputs, batch, kl_sizes)
             (loss * scale).backward()
             return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
-        balancing, kl = self.posterior_balancing(support_x, batch, True, generator)
+        balancing, kl = self.posterior_balancing(support_x, tasks, True, generator)
         cut = {k: v.detach().requires_grad_(v.requires_grad) for k, v in balancing.items()}
         one_task = self._task_function()
-        n_tasks = batch.n_tasks
+        n_tasks = tasks.n_tasks
         logits = []
-        for t, n in enumerate(batch.support_sizes.tolist()):
+        for t, n in enumerate(tasks.support_sizes.tolist()):
             task_logits = one_task({k: v[t] for k, v in cut.items()}, support_x[t, :n],
-                                   batch.support_labels[t, :n], None, query_x[t], None)
+                                   tasks.support_labels[t, :n], None, query_x[t], None)
             cross_entropy = F.cross_entropy(task_logits, batch.query_labels[t])
             if cross_entropy.requires_grad:
                 (cross_entropy * (scale / n_tasks)).backward()
@@ -245,9 +323,9 @@ class MetaLearner(nn.Module):
     def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         """Posterior means as the tables print them: softmax(ω) ``[T, way]`` and exp(γ)
         ``[T, 5]`` (those switched on)."""
-        dtype = self.theta["conv1_w"].dtype
-        support_x = conv4.images_to_input(batch.support_images, dtype)
-        values, _ = self.posterior_balancing(support_x, batch, sample=False, generator=None)
+        tasks = self._inputs(batch)
+        values, _ = self.posterior_balancing(tasks.support_x, tasks, sample=False,
+                                             generator=None)
         out = {}
         if "omega" in values:
             out["omega"] = torch.softmax(values["omega"], dim=-1)

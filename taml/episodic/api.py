@@ -1,0 +1,246 @@
+"""MAML, Meta-SGD and Bayesian TAML on the user's own backbone, in the user's own loop.
+
+Each class takes any ``nn.Module`` of conv / linear layers with batch norm that maps inputs
+``[N, C, H, W]`` to features ``[N, D]`` (``taml.Conv4``, ``taml.ResNet12``, or the user's),
+adds the zero-initialised classifier, and gives
+
+- :meth:`EpisodicLearner.meta_objective`: the meta-batch's differentiable meta-objective
+  (mean query cross-entropy + mean KL / (N + M)), for the user's ``loss.backward()`` and
+  optimiser step;
+- :meth:`EpisodicLearner.backward_meta_objective`: the same gradient accumulated into
+  ``.grad`` one task at a time (one task's second-order graph alive at a time: the memory of a
+  backward per task);
+- :meth:`EpisodicLearner.predict`: meta-test's adapted prediction, the query softmax with
+  the posterior means or averaged over K posterior samples.
+
+They are the command line's learner (``MetaLearner``, which ``--backbone`` builds) with
+the switches of each method; the equations are in ``learners/maml.py``, ``meta_sgd.py`` and
+``bayesian_taml.py``, the per-layer rules in :mod:`taml.episodic.learners.backbone`:
+z modulates every conv and linear layer's output channels (kernels × (1 + z_w), biases +
+z_b), γ scales each of those layers' steps and the classifier's, ω weights each class's
+loss. The contract of every entry (shapes, what the outer gradient flows through, what is
+changed in place) is docs/api_episodic.md's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT
+from taml.episodic.learners.inner_loop import InnerLoopConfig
+from taml.episodic.learners.meta_learner import (
+    ALPHA_INIT,
+    MetaLearner,
+    Switches,
+    Tasks,
+    meta_objective,
+)
+
+
+@dataclass(frozen=True)
+class MetaObjective:
+    """What :meth:`EpisodicLearner.meta_objective` returns.
+
+    ``loss``: the scalar meta-objective (differentiable from ``meta_objective``, detached
+    from ``meta_backward``); ``cross_entropy``, ``kl`` (KL / (N + M)) and ``accuracy``:
+    per task ``[T]``; ``query_logits`` ``[T, M, way]``; ``balancing``: the ω ``[T, way]``,
+    γ ``[T, layers + 1]`` and z ``[T, z_size]`` the inner loop used (the ones on)."""
+
+    loss: torch.Tensor
+    cross_entropy: torch.Tensor
+    kl: torch.Tensor
+    accuracy: torch.Tensor
+    query_logits: torch.Tensor
+    balancing: dict[str, torch.Tensor]
+
+
+def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support_mask) -> Tasks:
+    """The meta-batch as :class:`Tasks`, checked: ValueError naming the argument to fix."""
+    if support_x.dim() != 5 or query_x.dim() != 5:
+        raise ValueError(f"support_x and query_x must be [tasks, rows, C, H, W], got "
+                         f"{tuple(support_x.shape)} and {tuple(query_x.shape)} (one task: "
+                         "add a leading dimension with x.unsqueeze(0))")
+    if tuple(support_y.shape) != tuple(support_x.shape[:2]):
+        raise ValueError(f"support_y must be [tasks, rows] = {tuple(support_x.shape[:2])}, "
+                         f"got {tuple(support_y.shape)}")
+    if query_y is not None and tuple(query_y.shape) != tuple(query_x.shape[:2]):
+        raise ValueError(f"query_y must be [tasks, rows] = {tuple(query_x.shape[:2])}, got "
+                         f"{tuple(query_y.shape)}")
+    dtype = learner.dense_w.dtype
+    if support_mask is None:
+        mask = support_x.new_ones(support_x.shape[:2], dtype=dtype)
+    else:
+        if tuple(support_mask.shape) != tuple(support_x.shape[:2]):
+            raise ValueError(f"support_mask must be [tasks, rows] = "
+                             f"{tuple(support_x.shape[:2])}, got {tuple(support_mask.shape)}")
+        mask = support_mask.to(dtype)
+        # the loop path cuts each task to its first N rows: padding must come last
+        if bool((mask[:, 1:] > mask[:, :-1]).any()) or bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError("support_mask must be 0/1 with each task's real rows first and "
+                             "its padding last; reorder the support rows")
+        if bool((mask.sum(1) < 1).any()):
+            raise ValueError("every task needs at least one real support row (support_mask)")
+    if query_y is not None:
+        query_y = query_y.to(torch.int64)
+    return Tasks(support_x.to(dtype), support_y.to(torch.int64), mask, query_x.to(dtype),
+                 query_y)
+
+
+class EpisodicLearner(MetaLearner):
+    """The shared entries of :class:`MAML`, :class:`MetaSGD` and :class:`BayesianTAML`
+    (build one of those). It is an ``nn.Module``: ``parameters()`` are the backbone's (θ and
+    its batch-norm scales and shifts), Meta-SGD's α and the inference network's, which the
+    user's optimiser steps; ``.to(device)`` and ``.double()`` move them all."""
+
+    def meta_objective(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        query_x: torch.Tensor,
+        query_y: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        task_batching: str = "auto",
+        kl_sizes: torch.Tensor | None = None,
+    ) -> MetaObjective:
+        """The meta-objective of a meta-batch, differentiable in every parameter.
+
+        ``support_x`` ``[T, N, C, H, W]`` (float, the backbone's inputs), ``support_y``
+        ``[T, N]`` (int, 0..way-1 on real rows), ``query_x`` ``[T, M, C, H, W]``,
+        ``query_y`` ``[T, M]``; ``support_mask`` ``[T, N]`` (bool or 0/1: the real rows
+        first, padding last; None: every row is real), which keeps padding out of batch
+        norm, of N and of the losses. ``generator``: the posterior samples' noise (one
+        sample per task; Bayesian TAML only). ``task_batching``: ``vmap`` (every task at
+        once), ``loop`` (one at a time, padding cut off) or ``auto`` (vmap on a GPU).
+        ``kl_sizes`` ``[T]``: the N of each task's KL / (N + M) (default: its real support
+        size). Nothing is changed in place.
+        """
+        tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
+        outputs = self(tasks, sample=True, generator=generator, task_batching=task_batching)
+        loss, per_task = meta_objective(outputs, tasks, kl_sizes)
+        return MetaObjective(loss, per_task["cross_entropy"], per_task["kl"],
+                             per_task["accuracy"], outputs.query_logits, outputs.balancing)
+
+    def backward_meta_objective(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        query_x: torch.Tensor,
+        query_y: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        task_batching: str = "auto",
+        kl_sizes: torch.Tensor | None = None,
+        scale: float = 1.0,
+    ) -> MetaObjective:
+        """Accumulates ``scale`` x the gradient of :meth:`meta_objective` (the same
+        arguments; the same posterior samples for the same ``generator``) into the
+        parameters' ``.grad`` and returns the objective detached. On the loop path each
+        task's query loss is backpropagated as soon as the task is adapted, so one task's
+        second-order graph is alive at a time; the gradient equals ``meta_objective(...)
+        .loss.backward()``'s up to float rounding."""
+        tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
+        loss, per_task, outputs = self.meta_backward(tasks, generator, kl_sizes, scale,
+                                                     task_batching)
+        return MetaObjective(loss, per_task["cross_entropy"], per_task["kl"],
+                             per_task["accuracy"], outputs.query_logits, outputs.balancing)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        query_x: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        n_samples: int = 0,
+        generator: torch.Generator | None = None,
+        n_steps: int | None = None,
+        task_batching: str = "auto",
+    ) -> torch.Tensor:
+        """Meta-test: adapts to each task's support set and returns the query softmax
+        ``[T, M, way]``; with ``n_samples`` K > 0 averaged over K posterior samples
+        (``generator``'s), with 0 the posterior means (MAML and Meta-SGD: deterministic).
+        ``n_steps`` overrides the inner steps (the original meta-tests with 10). Runs under
+        ``torch.no_grad``: the inner loop still adapts (``torch.func``), no graph is kept."""
+        if n_samples < 0:
+            raise ValueError(f"n_samples must be 0 (posterior means) or more, got {n_samples}")
+        if n_samples and self.inference is None:
+            raise ValueError("n_samples samples the balancing variables, which this learner "
+                             "has none of; use n_samples=0")
+        tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        if n_samples == 0:
+            logits = self(tasks, sample=False, task_batching=task_batching,
+                          n_steps=n_steps).query_logits
+            return torch.softmax(logits, -1)
+        probs = 0
+        for _ in range(n_samples):
+            logits = self(tasks, sample=True, generator=generator, task_batching=task_batching,
+                          n_steps=n_steps).query_logits
+            probs = probs + torch.softmax(logits, -1) / n_samples
+        return probs
+
+
+def _input(input_shape: tuple[int, int, int]) -> tuple[int, tuple[int, int]]:
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+    channels, height, width = (int(v) for v in input_shape)
+    return channels, (height, width)
+
+
+class MAML(EpisodicLearner):
+    """MAML (Finn et al. 2017) on ``backbone``: ``n_steps`` inner steps of size
+    ``inner_lr`` on the mean support cross-entropy from the meta-learned initialisation;
+    second order unless ``first_order``. ``input_shape``: (C, H, W) of one input.
+    ``precision``: ``fp32`` or ``bf16`` (the backbone under autocast)."""
+
+    def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
+                 n_steps: int = 5, inner_lr: float = 0.5, first_order: bool = False,
+                 precision: str = "fp32"):
+        channels, size = _input(input_shape)
+        super().__init__(Switches(), size, way, 1,
+                         InnerLoopConfig(n_steps, inner_lr, first_order, precision),
+                         backbone=backbone, in_channels=channels)
+
+
+class MetaSGD(EpisodicLearner):
+    """Meta-SGD (Li et al. 2017) on ``backbone``: MAML with a meta-learned step size per
+    parameter (α, each entry ``alpha_init`` at the start; the classifier's α one column
+    shared by every class)."""
+
+    def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
+                 n_steps: int = 5, first_order: bool = False, alpha_init: float = ALPHA_INIT,
+                 precision: str = "fp32"):
+        channels, size = _input(input_shape)
+        super().__init__(Switches(alpha_on=True), size, way, 1,
+                         InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
+                         backbone=backbone, in_channels=channels, alpha_init=alpha_init)
+
+
+class BayesianTAML(EpisodicLearner):
+    """Bayesian TAML (Lee et al. 2020) on ``backbone``: Meta-SGD plus the balancing
+    variables ω (class imbalance), γ (task imbalance) and z (out-of-distribution tasks),
+    each switched off by its argument (the paper's ablations), inferred per task from the
+    support set by the inference network (which reads the inputs at ``input_shape``).
+
+    ``max_shot``: the largest class size, by which the inference network normalises class
+    sizes. ``sigma_init``: every posterior's σ at initialisation (taml's 0.2; the
+    original's log 2 is ``taml.episodic.learners.bayesian_taml.ORIGINAL_SIGMA_INIT``).
+    ``omega_reads_statistics``: ω's heads read the class statistics directly (the
+    original's multi-dataset encoder). ``seed``: the inference network's initialisation.
+    """
+
+    def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
+                 max_shot: int, n_steps: int = 5, first_order: bool = False,
+                 omega: bool = True, gamma: bool = True, z: bool = True,
+                 sigma_init: float = DEFAULT_SIGMA_INIT, alpha_init: float = ALPHA_INIT,
+                 omega_reads_statistics: bool = False, seed: int = 0,
+                 precision: str = "fp32"):
+        channels, size = _input(input_shape)
+        super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
+                         InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
+                         omega_reads_statistics=omega_reads_statistics, seed=seed,
+                         sigma_init=sigma_init, backbone=backbone, in_channels=channels,
+                         alpha_init=alpha_init)
