@@ -554,3 +554,28 @@ def test_a_full_disk_while_generating_a_store_is_one_line(tmp_path):
     result = subprocess_main(args(tmp_path / "data", tmp_path / "run"), preexec_fn=small_files)
     assert_one_line(result.returncode, result.stderr, 2, "cannot write", "--data_root")
     assert not list((tmp_path / "data").rglob("*.npz"))  # no partial store left behind
+
+
+# ------------------------------------- biased-data runs (issue 25, root causes 4, 5, 7, 9)
+def ink_folder(root: Path, classes=("a", "b", "c"), per_class: int = 2) -> Path:
+    """Class folders of dark-on-light PNGs (a mark per class), which LNL can colour."""
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            page = np.full((16, 16), 250, np.uint8)
+            page[3 + i % 6:9 + i % 6, 2 + 3 * c:6 + 3 * c] = 10
+            Image.fromarray(page).save(root / name / f"{i}.png")
+    return root
+
+
+def test_lnl_on_a_folder_with_too_few_test_images_stops_before_training(tmp_path):
+    folder = ink_folder(tmp_path / "ink")  # 2 images per class: 1 tested each, 3 in all
+    savedir, before = tmp_path / "run", snapshot(tmp_path / "ink")
+    rc, err = invoke(["--mode", "train", "--method", "lnl", "--dataset", f"folder:{folder}",
+                      "--image_size", "16", "--epochs", "1", "--batch_size", "2",
+                      "--data_root", str(tmp_path / "data"), "--savedir", str(savedir),
+                      "--no_progress", "--device", "cpu"])
+    assert_one_line(rc, err, 2, "3 test images", "at least 4", "add images")
+    assert not savedir.exists() and snapshot(tmp_path / "ink") == before

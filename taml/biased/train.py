@@ -144,7 +144,7 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
     state = records.load_checkpoint("cpu") if world.is_main else None
     state = distributed.broadcast_object(state, world)
     if state is None:
-        return 1, {"eval": [], "weights": [], "changes": []}
+        return 1, {"eval": [], "weights": [], "changes": [], "window": None}
     changes = parts.check_resume(state["config"], cfg, records.savedir)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -162,7 +162,8 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
     if changes:
         records.write_json("config.json", cfg.to_dict())
     return start, {"eval": state["eval"], "weights": state["weights"],
-                   "changes": compat.recorded(state.get("changes", []), changes, "step", start)}
+                   "changes": compat.recorded(state.get("changes", []), changes, "step", start),
+                   "window": state.get("window")}  # None: saved before windows were kept
 
 
 def _step(cfg, world, run: _Run, step: int, lr: float) -> tuple[dict[str, float], object]:
@@ -210,11 +211,16 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
         records.log.line(f"data: {len(run.train_set)} train ({run.counts} per class), "
                          f"{len(data.meta.labels)} meta, {len(run.test_set)} test; "
                          f"{run.steps_per_epoch} steps per epoch, {run.total} steps")
-    evals, history = saved["eval"], saved["weights"]
-    distributed.broadcast_tensors(list(run.model.state_dict().values()), world)
-    records.open_metrics(start - 1)
-    noisy = bool((data.train.labels != data.train.true_labels).any())
     window, last_saved, total = Window(), start - 1, run.total
+    window.restore(saved["window"])  # the steps since the last log line before the resume
+    # a closing line of a shorter run (its last step, off the --log_every schedule) summed
+    # the window's steps: a longer run drops it, and its next line sums them again
+    logged_until = start - 1 - window.steps
+    evals = saved["eval"]
+    history = [entry for entry in saved["weights"] if entry["step"] <= logged_until]
+    distributed.broadcast_tensors(list(run.model.state_dict().values()), world)
+    records.open_metrics(logged_until)
+    noisy = bool((data.train.labels != data.train.true_labels).any())
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train {cfg.method}", unit="step",
                        enabled=cfg.progress and world.is_main)
@@ -240,7 +246,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             history.append(entry)
             records.write_json("weights.json", weights_document(history, summary, data,
                                                                 run.counts))
-            window.reset()
+            if step % cfg.log_every == 0:  # a closing line keeps its window (above)
+                window.reset()
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(run, data, world, step, records, cfg.bias == "binary"))
             records.write_json("eval.json", evals)
@@ -251,7 +258,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 "config": cfg.to_dict(), "model": run.model.state_dict(),
                 "optimizer": run.optimizer.state_dict(), "method": run.method.state_dict(),
                 "step": step, "random": {"batches": run.source.state(), "global": per_rank},
-                "eval": evals, "weights": history, "changes": saved["changes"]})
+                "eval": evals, "weights": history, "changes": saved["changes"],
+                "window": window.state()})
             last_saved = step
     bar.close()
     if start > total:

@@ -35,7 +35,7 @@ from taml.biased import build as parts
 from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
-from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
+from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RunRecords
 from taml.run import compat
 from taml.run.distributed import SINGLE
@@ -100,6 +100,16 @@ def load_lnl_data(cfg: BiasedConfig, device, train_per_class: int | None = None)
                    torch.as_tensor(data.test.labels, device=device), train.class_names)
 
 
+def check_test_size(cfg: BiasedConfig, data: LNLData) -> None:
+    """Refuses a test set too small for the colour probe, which test.json reports (a folder
+    of a few images per class: 20% of each class is tested)."""
+    if len(data.test_labels) < PROBE_MIN_IMAGES:
+        raise RunDirError(
+            f"--dataset {cfg.dataset} has {len(data.test_labels)} test images and the colour "
+            f"probe of the final test needs at least {PROBE_MIN_IMAGES}: add images to its "
+            "class folders (a fifth of each class is tested)")
+
+
 def _scaled(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0  # LNL's input batch norm standardises from here
 
@@ -127,6 +137,7 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
     check_writable(savedir, "--savedir")
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
+    check_test_size(cfg, data)  # the final test's probe, before any step is trained
     with RunLock(savedir):
         return _train(cfg, data, RunRecords(savedir), device, probe_steps)
 
@@ -152,13 +163,15 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         return LNLTrainer(model, lr, cfg.momentum, cfg.weight_decay, cfg.lnl_lambda,
                           cfg.grl_factor)
 
-    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream)
+    trainer, start, evals, changes, window = _start(cfg, records, model, make_trainer, stream)
     if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
                          f"epoch, {pre_steps} pre-training and {total - pre_steps} more steps")
-    records.open_metrics(start - 1)
-    window, last_saved = Window(), start - 1
+    # a closing line of a shorter run (its last step, off the --log_every schedule) summed
+    # the kept window's steps: a longer run drops it, and its next line sums them again
+    records.open_metrics(start - 1 - window.steps)
+    last_saved = start - 1
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train lnl ({variant})", unit="step", enabled=cfg.progress)
     model.train()
@@ -185,6 +198,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         bar.set_postfix(loss=f"{out['loss']:.3f}")
         if due(step, cfg.log_every, total):
             _log_window(records, window, variant, step, (step - 1) // steps_per_epoch + 1, lr)
+            if step % cfg.log_every == 0:  # a closing line keeps its window (above)
+                window.reset()
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(model, data, variant, step, records))
             records.write_json("eval.json", evals)
@@ -193,7 +208,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                 "config": cfg.to_dict(), "model": model.state_dict(),
                 "trainer": trainer.state_dict(), "step": step, "eval": evals,
                 "random": {"batches": stream.state(), "torch": torch.get_rng_state()},
-                "changes": changes})
+                "changes": changes, "window": window.state()})
             last_saved = step
     bar.close()
     if start > total:
@@ -206,15 +221,17 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
 
 def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
-           stream: IndexStream) -> tuple[LNLTrainer, int, list, list]:
+           stream: IndexStream) -> tuple[LNLTrainer, int, list, list, Window]:
     """Resumes from the run folder's checkpoint (refusing the flags that change what is
     learned, recording the ones honoured), or records a fresh run's config: (trainer, first
-    step, evaluations so far, recorded flag changes)."""
+    step, evaluations so far, recorded flag changes, the log window of the steps since the
+    last log line)."""
     state = records.load_checkpoint("cpu")
+    window = Window()
     if state is None:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))
-        return make_trainer(1), 1, [], []
+        return make_trainer(1), 1, [], [], window
     honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
                                    refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
     model.load_state_dict(state["model"])
@@ -229,7 +246,8 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
         records.log.line(line)
     if honoured:
         records.write_json("config.json", cfg.to_dict())
-    return trainer, start, state["eval"], changes
+    window.restore(state.get("window"))  # None: saved before windows were kept
+    return trainer, start, state["eval"], changes, window
 
 
 def _check_finite(out: dict, step: int, records: RunRecords, last_saved: int) -> None:
@@ -250,7 +268,6 @@ def _log_window(records: RunRecords, window: Window, variant: str, step: int, ep
                      f"{100 * acc:.2f}{colour}, lr {lr:.4g} "
                      f"({window.seconds_per_step:.3f} s/step)")
     records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
-    window.reset()
 
 
 def _evaluate(model: LNLNet, data: LNLData, variant: str, step: int,
@@ -307,6 +324,7 @@ def test(cfg: BiasedConfig) -> dict:
                           "the same flags and --mode train")
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device)
+    check_test_size(cfg, data)
     with RunLock(savedir):
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")

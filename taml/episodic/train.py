@@ -130,15 +130,17 @@ def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, save
     write_json_atomic(savedir / BALANCING_FILE, record)
 
 
-def _state(cfg, learner, optimizer, streams, iteration, history, world, record) -> dict:
+def _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+           window: Window) -> dict:
     """The checkpoint; ``random`` holds every shard's streams, gathered from all ranks
     (a collective: every rank calls this, rank 0 writes the result). ``record``: the
-    datasets' classes per split and the flags changed on resume (``changes``)."""
+    datasets' classes per split and the flags changed on resume (``changes``); ``window``:
+    the iterations since the last log line, which a resumed run's next line summarises."""
     per_rank = distributed.gather_objects([s.state() for s in streams], world)
     return {"config": cfg.to_dict(), "learner": learner.state_dict(),
             "optimizer": optimizer.state_dict(), "iteration": iteration,
             "random": [state for states in per_rank for state in states],
-            "validation": history, **record}
+            "validation": history, **record, "window": window.state()}
 
 
 def meta_train(cfg: Config, world: World = SINGLE) -> dict:
@@ -177,6 +179,7 @@ class _Resumed:
     changes: list = field(default_factory=list)
     finished: dict | None = None  # the summary when there is nothing left to train
     initialised: dict = field(default_factory=dict)  # the saved run's initialisation flags
+    window: dict | None = None  # the checkpoint's log window (None: saved before it was kept)
 
 
 def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
@@ -219,7 +222,8 @@ def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
     start = state["iteration"] + 1
     record = {"classes": classes,
               "changes": compat.recorded(state.get("changes", []), changes, "iteration", start)}
-    return _Resumed(start, state["validation"], record, changes, initialised=initialised)
+    return _Resumed(start, state["validation"], record, changes, initialised=initialised,
+                    window=state.get("window"))
 
 
 def _meta_step(cfg, learner, optimizer, streams, sampler, device, world):
@@ -297,6 +301,7 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                          enabled=world.is_main)
     names = list(id_train)
     window = Window()
+    window.restore(run.window)  # the iterations since the last log line before the resume
     bar = progress_bar(range(run.start, cfg.n_train_iters + 1), initial=run.start - 1,
                        total=cfg.n_train_iters, desc=f"meta-train {cfg.method}",
                        enabled=cfg.progress and world.is_main, unit="it")
@@ -332,14 +337,16 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                 write_json_atomic(savedir / "validation.json", history)
             if result["score"] > best_score:
                 best_score = result["score"]
-                state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
+                state = _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+                               window)
                 if world.is_main:
                     checkpoint.save_atomic(state, savedir / checkpoint.BEST)
         if ((cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val
                 and world.is_main):
             _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
         if due(iteration, cfg.save_freq, cfg.n_train_iters):
-            state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
+            state = _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+                               window)
             if world.is_main:
                 checkpoint.save_atomic(state, latest)
             last_saved = iteration
