@@ -579,3 +579,71 @@ def test_lnl_on_a_folder_with_too_few_test_images_stops_before_training(tmp_path
                       "--no_progress", "--device", "cpu"])
     assert_one_line(rc, err, 2, "3 test images", "at least 4", "add images")
     assert not savedir.exists() and snapshot(tmp_path / "ink") == before
+
+
+BIASED_TINY = ["--method", "erm", "--bias", "none", "--meta_per_class", "1", "--image_size",
+               "16", "--batch_size", "4", "--meta_batch_size", "3", "--network", "lenet_tml",
+               "--eval_every", "2", "--log_every", "1", "--save_every", "1", "--no_progress",
+               "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def biased_run(tmp_path_factory):
+    """A finished 2-step erm run on a tiny class folder; tests copy it before touching it."""
+    base = tmp_path_factory.mktemp("biased")
+    folder = ink_folder(base / "ink", per_class=8)
+    savedir = base / "run"
+    rc, err = invoke(biased_args(folder, base / "data", savedir, "--steps", "2"))
+    assert rc == 0, err
+    return savedir
+
+
+def biased_args(folder, data_root, savedir, *extra) -> list[str]:
+    return ["--mode", "train", "--dataset", f"folder:{folder}", "--data_root", str(data_root),
+            "--savedir", str(savedir), *BIASED_TINY, *extra]
+
+
+@pytest.fixture
+def biased_copy(biased_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(biased_run, target)
+    return target
+
+
+def biased_again(savedir: Path, *extra, mode="train") -> tuple[int, str]:
+    """The run's own command (its folder and data root) with ``extra`` flags."""
+    config = json.loads((savedir / "config.json").read_text())
+    folder = config["dataset"][len("folder:"):]
+    argv = biased_args(folder, config["data_root"], savedir, *extra)
+    argv[1] = mode
+    return invoke(argv)
+
+
+@pytest.mark.parametrize("flag, value, was", [
+    ("--lr_schedule", "1", "--lr_schedule 80,90"), ("--lr_factor", "0.5", "--lr_factor 0.1"),
+    ("--augment", "crop_flip", "--augment auto"), ("--mwnet_weights", "normalised", "mean"),
+    ("--tml_scale", "classes", "--tml_scale simplex"), ("--meta_every", "3", "--meta_every 1"),
+    ("--focal_gamma", "2", "--focal_gamma 1.0"), ("--meta_batch_size", "2", "--meta_batch_size 3"),
+    ("--weight_decay", "0.001", "--weight_decay 0.0005"), ("--momentum", "0.5", "--momentum 0.9"),
+    ("--nesterov", None, "no --nesterov"), ("--mwnet_hidden", "7", "--mwnet_hidden 100"),
+    ("--meta_optimizer", "sgd", "--meta_optimizer adam"),
+    ("--epochs", "5", "--lr_schedule 80,90 counts steps there and epochs now"),
+])
+def test_a_biased_resume_refuses_flags_that_change_what_is_learned(biased_copy, flag, value,
+                                                                   was):
+    before = snapshot(biased_copy)
+    extra = [flag] + ([value] if value else [])
+    if flag != "--epochs":  # --epochs without --steps: the schedule's unit changes
+        extra += ["--steps", "4"]
+    rc, err = biased_again(biased_copy, *extra)
+    assert_one_line(rc, err, 2, was, flag, "another --savedir")
+    assert snapshot(biased_copy) == before
+
+
+def test_a_biased_resume_applies_and_records_a_new_lr(biased_copy):
+    rc, err = biased_again(biased_copy, "--steps", "4", "--lr", "0.02")
+    assert rc == 0, err
+    state = checkpoint.load(biased_copy / checkpoint.LATEST)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.02]
+    assert {"step": 3, "flag": "--lr", "old": 0.1, "new": 0.02} in state["changes"]
+    assert json.loads((biased_copy / "config.json").read_text())["lr"] == 0.02

@@ -88,5 +88,27 @@ def check_compatible(saved: dict, cfg: BiasedConfig, path, names=DEFINING) -> No
 def check_resume(saved: dict, cfg: BiasedConfig, savedir) -> list[tuple[str, object, object]]:
     """Refuses the flags that change what is learned (:data:`RESUME_REFUSED`), naming each
     with its old and new value; returns the honoured changes as ``(flag, old, new)``."""
-    return compat.check_resume(saved, cfg.to_dict(), savedir, refused=RESUME_REFUSED,
-                               honoured=RESUME_HONOURED)
+    honoured = compat.check_resume(saved, cfg.to_dict(), savedir, refused=RESUME_REFUSED,
+                                   honoured=RESUME_HONOURED)
+    check_schedule_unit(saved, cfg, savedir)
+    return honoured
+
+
+def check_schedule_unit(saved: dict, cfg: BiasedConfig, savedir) -> None:
+    """Refuses a resume that switches between counting --steps and --epochs while an
+    --lr_schedule is set: its milestones count steps with --steps and epochs without, so the
+    same numbers would decay the lr elsewhere (the length alone may change either way)."""
+    counted_steps = saved.get("steps") is not None  # old runs without the key: epochs
+    if counted_steps == (cfg.steps is not None) or not cfg.lr_schedule:
+        return
+    milestones = ",".join(str(m) for m in cfg.lr_schedule)
+    there, now = (f"--steps {saved.get('steps')}", f"no --steps (--epochs {cfg.epochs})")
+    if not counted_steps:
+        there, now = f"no --steps (--epochs {saved.get('epochs')})", f"--steps {cfg.steps}"
+    unit_there, unit_now = ("steps", "epochs") if counted_steps else ("epochs", "steps")
+    fix = ("give --steps to resume it" if counted_steps
+           else "leave --steps out and raise --epochs to resume it")
+    raise compat.IncompatibleRun(
+        f"{savedir} holds a run trained with {there}, {now} now: --lr_schedule {milestones} "
+        f"counts {unit_there} there and {unit_now} now; {fix}, or start a new run with "
+        "another --savedir")
