@@ -647,3 +647,58 @@ def test_a_biased_resume_applies_and_records_a_new_lr(biased_copy):
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.02]
     assert {"step": 3, "flag": "--lr", "old": 0.1, "new": 0.02} in state["changes"]
     assert json.loads((biased_copy / "config.json").read_text())["lr"] == 0.02
+
+
+def test_a_fresh_meta_run_in_an_old_runs_folder_is_refused_and_force_replaces_it(run_copy):
+    (run_copy / checkpoint.LATEST).unlink()  # as a message once advised
+    before = snapshot(run_copy)
+    data_root = data_root_of(run_copy)
+    rc, err = invoke(args(data_root, run_copy, "--n_train_iters", "2", "--val_freq", "2",
+                          "--seed", "1"))
+    assert_one_line(rc, err, 2, "another run's records", "best.pt", "--force",
+                    "another --savedir")
+    assert snapshot(run_copy) == before
+    old_best = checkpoint.load(run_copy / checkpoint.BEST)
+    assert invoke(args(data_root, run_copy, "--n_train_iters", "2", "--val_freq", "2",
+                       "--seed", "1", "--force"))[0] == 0
+    new_best = checkpoint.load(run_copy / checkpoint.BEST)
+    assert new_best["config"]["seed"] == 1 and old_best["config"]["seed"] == 0
+    assert "force" not in json.loads((run_copy / "config.json").read_text())
+
+
+def test_a_fresh_biased_run_in_an_old_runs_folder_is_refused(biased_copy):
+    (biased_copy / checkpoint.LATEST).unlink()
+    before = snapshot(biased_copy)
+    rc, err = biased_again(biased_copy, "--steps", "2", "--lr", "0.05")
+    assert_one_line(rc, err, 2, "another run's records", "test.json", "--force")
+    assert snapshot(biased_copy) == before
+    rc, err = biased_again(biased_copy, "--steps", "2", "--lr", "0.05", "--force")
+    assert rc == 0, err
+    log = (biased_copy / "train.log").read_text()
+    assert '"lr": 0.1' not in log  # the old run's log went with its other records
+    assert json.loads((biased_copy / "config.json").read_text())["lr"] == 0.05
+
+
+@pytest.mark.parametrize("change", ["add an image", "rename a class"])
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_a_biased_run_refuses_a_folder_whose_images_changed(biased_copy, change, mode):
+    folder = Path(json.loads((biased_copy / "config.json").read_text())["dataset"][7:])
+    moved = biased_copy.parent / "ink"
+    shutil.copytree(folder, moved)  # the run's own folder, changed in a copy of the run
+    config = json.loads((biased_copy / "config.json").read_text())
+    config["dataset"] = f"folder:{moved}"
+    (biased_copy / "config.json").write_text(json.dumps(config))
+    state = checkpoint.load(biased_copy / checkpoint.LATEST)
+    state["config"]["dataset"] = f"folder:{moved}"
+    checkpoint.save_atomic(state, biased_copy / checkpoint.LATEST)
+    assert biased_again(biased_copy, "--steps", "2", mode="test")[0] == 0  # unchanged: fine
+    if change == "add an image":
+        shutil.copy(moved / "a" / "0.png", moved / "a" / "9.png")
+        fragment = "'a' 8 -> 9 images"
+    else:
+        (moved / "b").rename(moved / "b2")
+        fragment = "new class 'b2'; no class 'b'"
+    before = snapshot(biased_copy)
+    rc, err = biased_again(biased_copy, "--steps", "3" if mode == "train" else "2", mode=mode)
+    assert_one_line(rc, err, 2, fragment, "restore the folder", "another --savedir")
+    assert snapshot(biased_copy) == before

@@ -112,3 +112,38 @@ def check_schedule_unit(saved: dict, cfg: BiasedConfig, savedir) -> None:
         f"{savedir} holds a run trained with {there}, {now} now: --lr_schedule {milestones} "
         f"counts {unit_there} there and {unit_now} now; {fix}, or start a new run with "
         "another --savedir")
+
+
+def folder_listing(cfg: BiasedConfig) -> dict | None:
+    """The file list of a ``folder:PATH`` dataset that a checkpoint records
+    (:func:`taml.data.classification.folder_listing`); None for the built-in datasets,
+    which never change under a run."""
+    from taml.data.classification import folder_listing as listing
+    from taml.data.registry import FOLDER_PREFIX, is_folder_dataset
+
+    return listing(cfg.dataset[len(FOLDER_PREFIX):]) if is_folder_dataset(cfg.dataset) else None
+
+
+def check_folder(saved: dict | None, current: dict | None, cfg: BiasedConfig, savedir) -> None:
+    """Refuses a ``folder:PATH`` dataset whose file list changed since the run trained: an
+    added image moves others between train and test, a renamed class folder permutes every
+    label. A checkpoint without a record (saved before it was kept) is not checked."""
+    if saved is None or current is None or saved == current:
+        return
+    before, after = saved["classes"], current["classes"]
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = [f"{name!r} {before[name]} -> {after[name]} images" for name in sorted(before)
+               if name in after and before[name] != after[name]]
+    parts = ([f"new class {_few(added)}"] if added else []) + (
+        [f"no class {_few(removed)}"] if removed else []) + changed[:3]
+    what = "; ".join(parts) or "images renamed, added or removed"
+    raise RunError(f"the images of --dataset {cfg.dataset} changed since the run in {savedir} "
+                   f"was trained ({what}), which moves images between train and test or "
+                   "relabels classes: restore the folder as it was, or train a new run on it "
+                   "with another --savedir")
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -87,6 +87,8 @@ class BiasedConfig:
     progress: bool = True
     # added after the first runs: last, so that an old config.json's keys keep their order
     val_per_class: int = 0
+    # how to start, not what the run is: never in config.json or checkpoints
+    force: bool = False
 
     def __post_init__(self):
         # a flag left out (None) takes the method's own default; frozen, so set it once here
@@ -127,7 +129,9 @@ class BiasedConfig:
                         val_per_class=self.val_per_class)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "family": "biased"}
+        values = asdict(self)
+        del values["force"]  # how this command starts, not what the run is
+        return {**values, "family": "biased"}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -246,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default ./results/biased/<dataset>-<bias>/<method>)")
     r.add_argument("--no_progress", dest="progress", action="store_false",
                    help="no tqdm progress bars")
+    r.add_argument("--force", action="store_true",
+                   help="a new run in a --savedir that holds another run's records but no "
+                        "checkpoint.pt deletes them first (without it, such a start is refused)")
     return p
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -35,8 +36,8 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords
-from taml.run import compat, distributed
+from taml.biased.records import RECORDS, RunError, RunRecords
+from taml.run import checkpoint, compat, distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
@@ -93,11 +94,25 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     cfg = replace(cfg, network=cfg.resolved_network)
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
+    # another run's records in a folder without a checkpoint: refused before any work
+    checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
     check_shards(cfg, world, len(data.meta.labels))
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
     with lock:
+        if world.is_main:
+            replace_previous(savedir, cfg)
         return _train(cfg, world, data, savedir)
+
+
+def replace_previous(savedir, cfg: BiasedConfig) -> None:
+    """A fresh start deletes the records of the run before (--force, or the same command
+    after a failure before its first checkpoint) and says so."""
+    previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+    checkpoint.remove_records(previous)
+    if previous:
+        print(f"note: deleted the previous records in {savedir} "
+              f"({', '.join(p.name for p in previous)}) to start afresh", file=sys.stderr)
 
 
 @dataclass
@@ -115,6 +130,7 @@ class _Run:
     steps_per_epoch: int
     total: int
     milestones: list[int]
+    folder: dict | None  # a folder:PATH dataset's file list (build.folder_listing)
 
 
 def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
@@ -135,7 +151,7 @@ def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
     total, milestones = schedule(cfg, steps_per_epoch)
     return _Run(model, method, optimizer, source, train_set,
                 SplitTensors.from_imageset(data.test, device), normalise, counts,
-                steps_per_epoch, total, milestones)
+                steps_per_epoch, total, milestones, parts.folder_listing(cfg))
 
 
 def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, dict]:
@@ -146,6 +162,7 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device) -> tuple[int, di
     if state is None:
         return 1, {"eval": [], "weights": [], "changes": [], "window": None}
     changes = parts.check_resume(state["config"], cfg, records.savedir)
+    parts.check_folder(state.get("folder"), run.folder, cfg, records.savedir)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.method.load_state_dict(state["method"])
@@ -259,7 +276,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 "optimizer": run.optimizer.state_dict(), "method": run.method.state_dict(),
                 "step": step, "random": {"batches": run.source.state(), "global": per_rank},
                 "eval": evals, "weights": history, "changes": saved["changes"],
-                "window": window.state()})
+                "window": window.state(), "folder": run.folder})
             last_saved = step
     bar.close()
     if start > total:

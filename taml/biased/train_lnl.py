@@ -36,8 +36,9 @@ from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
 from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords
-from taml.run import compat
+from taml.biased.records import RECORDS, RunRecords
+from taml.biased.train import replace_previous
+from taml.run import checkpoint, compat
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
@@ -135,10 +136,13 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
         raise RunDirError("--method lnl counts --epochs and --pretrain_epochs; leave --steps out")
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
+    # another run's records in a folder without a checkpoint: refused before any work
+    checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
     check_test_size(cfg, data)  # the final test's probe, before any step is trained
     with RunLock(savedir):
+        replace_previous(savedir, cfg)
         return _train(cfg, data, RunRecords(savedir), device, probe_steps)
 
 
@@ -163,6 +167,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         return LNLTrainer(model, lr, cfg.momentum, cfg.weight_decay, cfg.lnl_lambda,
                           cfg.grl_factor)
 
+    folder = parts.folder_listing(cfg)  # a folder:PATH dataset's file list, recorded
     trainer, start, evals, changes, window = _start(cfg, records, model, make_trainer, stream)
     if start == 1:
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
@@ -208,7 +213,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                 "config": cfg.to_dict(), "model": model.state_dict(),
                 "trainer": trainer.state_dict(), "step": step, "eval": evals,
                 "random": {"batches": stream.state(), "torch": torch.get_rng_state()},
-                "changes": changes, "window": window.state()})
+                "changes": changes, "window": window.state(), "folder": folder})
             last_saved = step
     bar.close()
     if start > total:
@@ -234,6 +239,7 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
         return make_trainer(1), 1, [], [], window
     honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
                                    refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
+    parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, records.savedir)
     model.load_state_dict(state["model"])
     start = state["step"] + 1
     trainer = make_trainer(state["step"])  # the phase that saved it
@@ -329,6 +335,7 @@ def test(cfg: BiasedConfig) -> dict:
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")
         parts.check_compatible(state["config"], cfg, records.checkpoint_path, DEFINING)
+        parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])
         report = write_report(cfg, model, data, records, state["step"])

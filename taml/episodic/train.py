@@ -59,6 +59,9 @@ N_TABLE_TASKS = 10
 N_PLOT_TASKS = 100
 STATS = ("cross_entropy", "kl", "accuracy")
 METRIC_COLUMNS = ("iteration", *STATS, "seconds_per_iter")
+# what a run writes besides checkpoint.pt: a fresh start refuses a folder holding them
+RECORDS = ("config.json", "train.log", "train_metrics.csv", "validation.json",
+           checkpoint.BEST, BALANCING_FILE, "balancing_*.png", "test_step*", "tensorboard")
 
 
 
@@ -154,6 +157,8 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     savedir = Path(cfg.resolved_savedir)
     if world.is_main:
         check_writable(savedir, "--savedir")  # before the data and the iterations
+        # another run's records in a folder without a checkpoint: refused before any work
+        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = resolve_device(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
@@ -161,6 +166,13 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     classes = dataset_classes(cfg)
     # one run per folder: a second one would interleave logs, CSV rows and checkpoints
     with RunLock(savedir) if world.is_main else contextlib.nullcontext():
+        if world.is_main:  # --force, or the same command after an early failure
+            previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+            checkpoint.remove_records(previous)
+            if previous:
+                print(f"note: deleted the previous records in {savedir} "
+                      f"({', '.join(p.name for p in previous)}) to start afresh",
+                      file=sys.stderr)
         try:
             return _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes)
         except OSError as error:  # a full disk, or a folder gone read-only mid-run
