@@ -94,8 +94,9 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     cfg = replace(cfg, network=cfg.resolved_network)
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
-    # another run's records in a folder without a checkpoint: refused before any work
-    checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+    if world.is_main:  # (other ranks would see rank 0's new train.log under torchrun)
+        # another run's records in a folder without a checkpoint: refused before any work
+        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
     check_shards(cfg, world, len(data.meta.labels))
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
