@@ -846,3 +846,151 @@ def test_ctrl_c_during_a_biased_test_does_not_advise_resuming(tmp_path, monkeypa
     assert_one_line(rc, err, 130, "the test stopped before it finished", "test again")
     assert "resume" not in err
     assert snapshot(savedir) == before
+
+
+# ------------------------------------- biased-data runs (issue 25, root causes 4, 5, 7, 9)
+def ink_folder(root: Path, classes=("a", "b", "c"), per_class: int = 2) -> Path:
+    """Class folders of dark-on-light PNGs (a mark per class), which LNL can colour."""
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            page = np.full((16, 16), 250, np.uint8)
+            page[3 + i % 6:9 + i % 6, 2 + 3 * c:6 + 3 * c] = 10
+            Image.fromarray(page).save(root / name / f"{i}.png")
+    return root
+
+
+def test_lnl_on_a_folder_with_too_few_test_images_stops_before_training(tmp_path):
+    folder = ink_folder(tmp_path / "ink")  # 2 images per class: 1 tested each, 3 in all
+    savedir, before = tmp_path / "run", snapshot(tmp_path / "ink")
+    rc, err = invoke(["--mode", "train", "--method", "lnl", "--dataset", f"folder:{folder}",
+                      "--image_size", "16", "--epochs", "1", "--batch_size", "2",
+                      "--data_root", str(tmp_path / "data"), "--savedir", str(savedir),
+                      "--no_progress", "--device", "cpu"])
+    assert_one_line(rc, err, 2, "3 test images", "at least 4", "add images")
+    assert not savedir.exists() and snapshot(tmp_path / "ink") == before
+
+
+BIASED_TINY = ["--method", "erm", "--bias", "none", "--meta_per_class", "1", "--image_size",
+               "16", "--batch_size", "4", "--meta_batch_size", "3", "--network", "lenet_tml",
+               "--eval_every", "2", "--log_every", "1", "--save_every", "1", "--no_progress",
+               "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory):
+    """A finished 2-step erm run on a tiny class folder; tests copy it before touching it."""
+    base = tmp_path_factory.mktemp("biased")
+    folder = ink_folder(base / "ink", per_class=8)
+    savedir = base / "run"
+    rc, err = invoke(biased_args(folder, base / "data", savedir, "--steps", "2"))
+    assert rc == 0, err
+    return savedir
+
+
+def biased_args(folder, data_root, savedir, *extra) -> list[str]:
+    return ["--mode", "train", "--dataset", f"folder:{folder}", "--data_root", str(data_root),
+            "--savedir", str(savedir), *BIASED_TINY, *extra]
+
+
+@pytest.fixture
+def folder_run_copy(folder_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(folder_run, target)
+    return target
+
+
+def biased_again(savedir: Path, *extra, mode="train") -> tuple[int, str]:
+    """The run's own command (its folder and data root) with ``extra`` flags."""
+    config = json.loads((savedir / "config.json").read_text())
+    folder = config["dataset"][len("folder:"):]
+    argv = biased_args(folder, config["data_root"], savedir, *extra)
+    argv[1] = mode
+    return invoke(argv)
+
+
+@pytest.mark.parametrize("flag, value, was", [
+    ("--lr_schedule", "1", "--lr_schedule 80,90"), ("--lr_factor", "0.5", "--lr_factor 0.1"),
+    ("--augment", "crop_flip", "--augment auto"), ("--mwnet_weights", "normalised", "mean"),
+    ("--tml_scale", "classes", "--tml_scale simplex"), ("--meta_every", "3", "--meta_every 1"),
+    ("--focal_gamma", "2", "--focal_gamma 1.0"), ("--meta_batch_size", "2", "--meta_batch_size 3"),
+    ("--weight_decay", "0.001", "--weight_decay 0.0005"), ("--momentum", "0.5", "--momentum 0.9"),
+    ("--nesterov", None, "no --nesterov"), ("--mwnet_hidden", "7", "--mwnet_hidden 100"),
+    ("--meta_optimizer", "sgd", "--meta_optimizer adam"),
+    ("--epochs", "5", "--lr_schedule 80,90 counts steps there and epochs now"),
+])
+def test_a_biased_resume_refuses_flags_that_change_what_is_learned(folder_run_copy, flag, value,
+                                                                   was):
+    before = snapshot(folder_run_copy)
+    extra = [flag] + ([value] if value else [])
+    if flag != "--epochs":  # --epochs without --steps: the schedule's unit changes
+        extra += ["--steps", "4"]
+    rc, err = biased_again(folder_run_copy, *extra)
+    assert_one_line(rc, err, 2, was, flag, "another --savedir")
+    assert snapshot(folder_run_copy) == before
+
+
+def test_a_biased_resume_applies_and_records_a_new_lr(folder_run_copy):
+    rc, err = biased_again(folder_run_copy, "--steps", "4", "--lr", "0.02")
+    assert rc == 0, err
+    state = checkpoint.load(folder_run_copy / checkpoint.LATEST)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.02]
+    assert {"step": 3, "flag": "--lr", "old": 0.1, "new": 0.02} in state["changes"]
+    assert json.loads((folder_run_copy / "config.json").read_text())["lr"] == 0.02
+
+
+def test_a_fresh_meta_run_in_an_old_runs_folder_is_refused_and_force_replaces_it(run_copy):
+    (run_copy / checkpoint.LATEST).unlink()  # as a message once advised
+    before = snapshot(run_copy)
+    data_root = data_root_of(run_copy)
+    rc, err = invoke(args(data_root, run_copy, "--n_train_iters", "2", "--val_freq", "2",
+                          "--seed", "1"))
+    assert_one_line(rc, err, 2, "another run's records", "best.pt", "--force",
+                    "another --savedir")
+    assert snapshot(run_copy) == before
+    old_best = checkpoint.load(run_copy / checkpoint.BEST)
+    assert invoke(args(data_root, run_copy, "--n_train_iters", "2", "--val_freq", "2",
+                       "--seed", "1", "--force"))[0] == 0
+    new_best = checkpoint.load(run_copy / checkpoint.BEST)
+    assert new_best["config"]["seed"] == 1 and old_best["config"]["seed"] == 0
+    assert "force" not in json.loads((run_copy / "config.json").read_text())
+
+
+def test_a_fresh_biased_run_in_an_old_runs_folder_is_refused(folder_run_copy):
+    (folder_run_copy / checkpoint.LATEST).unlink()
+    before = snapshot(folder_run_copy)
+    rc, err = biased_again(folder_run_copy, "--steps", "2", "--lr", "0.05")
+    assert_one_line(rc, err, 2, "another run's records", "test.json", "--force")
+    assert snapshot(folder_run_copy) == before
+    rc, err = biased_again(folder_run_copy, "--steps", "2", "--lr", "0.05", "--force")
+    assert rc == 0, err
+    log = (folder_run_copy / "train.log").read_text()
+    assert '"lr": 0.1' not in log  # the old run's log went with its other records
+    assert json.loads((folder_run_copy / "config.json").read_text())["lr"] == 0.05
+
+
+@pytest.mark.parametrize("change", ["add an image", "rename a class"])
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_a_biased_run_refuses_a_folder_whose_images_changed(folder_run_copy, change, mode):
+    folder = Path(json.loads((folder_run_copy / "config.json").read_text())["dataset"][7:])
+    moved = folder_run_copy.parent / "ink"
+    shutil.copytree(folder, moved)  # the run's own folder, changed in a copy of the run
+    config = json.loads((folder_run_copy / "config.json").read_text())
+    config["dataset"] = f"folder:{moved}"
+    (folder_run_copy / "config.json").write_text(json.dumps(config))
+    state = checkpoint.load(folder_run_copy / checkpoint.LATEST)
+    state["config"]["dataset"] = f"folder:{moved}"
+    checkpoint.save_atomic(state, folder_run_copy / checkpoint.LATEST)
+    assert biased_again(folder_run_copy, "--steps", "2", mode="test")[0] == 0  # unchanged: fine
+    if change == "add an image":
+        shutil.copy(moved / "a" / "0.png", moved / "a" / "9.png")
+        fragment = "'a' 8 -> 9 images"
+    else:
+        (moved / "b").rename(moved / "b2")
+        fragment = "new class 'b2'; no class 'b'"
+    before = snapshot(folder_run_copy)
+    rc, err = biased_again(folder_run_copy, "--steps", "3" if mode == "train" else "2", mode=mode)
+    assert_one_line(rc, err, 2, fragment, "restore the folder", "another --savedir")
+    assert snapshot(folder_run_copy) == before

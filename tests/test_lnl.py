@@ -240,6 +240,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data_root, monkeypa
     assert resumed == {**whole, "checkpoint": resumed["checkpoint"]}
     rows = (tmp_path / "cut" / "train_metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(s) for s in range(2, 17, 2)]
+    # the row of step 10 summarises steps 9 and 10 (the checkpoint kept step 9's window),
+    # as the uninterrupted run's: every row the same but for the seconds
+    straight = (tmp_path / "whole" / "train_metrics.csv").read_text().splitlines()
+    assert [r.rsplit(",", 1)[0] for r in rows] == [r.rsplit(",", 1)[0] for r in straight]
     report = json.loads((tmp_path / "cut" / "test.json").read_text())
     assert {"accuracy", "probe_accuracy", "gray_accuracy"} <= set(report)
     assert (tmp_path / "cut" / "confusion.png").is_file()

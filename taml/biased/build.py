@@ -89,5 +89,62 @@ def check_compatible(saved: dict, cfg: BiasedConfig, path, names=DEFINING) -> No
 def check_resume(saved: dict, cfg: BiasedConfig, savedir) -> list[tuple[str, object, object]]:
     """Refuses the flags that change what is learned (:data:`RESUME_REFUSED`), naming each
     with its old and new value; returns the honoured changes as ``(flag, old, new)``."""
-    return compat.check_resume(saved, cfg.to_dict(), savedir, refused=RESUME_REFUSED,
-                               honoured=RESUME_HONOURED)
+    honoured = compat.check_resume(saved, cfg.to_dict(), savedir, refused=RESUME_REFUSED,
+                                   honoured=RESUME_HONOURED)
+    check_schedule_unit(saved, cfg, savedir)
+    return honoured
+
+
+def check_schedule_unit(saved: dict, cfg: BiasedConfig, savedir) -> None:
+    """Refuses a resume that switches between counting --steps and --epochs while an
+    --lr_schedule is set: its milestones count steps with --steps and epochs without, so the
+    same numbers would decay the lr elsewhere (the length alone may change either way)."""
+    counted_steps = saved.get("steps") is not None  # old runs without the key: epochs
+    if counted_steps == (cfg.steps is not None) or not cfg.lr_schedule:
+        return
+    milestones = ",".join(str(m) for m in cfg.lr_schedule)
+    there, now = (f"--steps {saved.get('steps')}", f"no --steps (--epochs {cfg.epochs})")
+    if not counted_steps:
+        there, now = f"no --steps (--epochs {saved.get('epochs')})", f"--steps {cfg.steps}"
+    unit_there, unit_now = ("steps", "epochs") if counted_steps else ("epochs", "steps")
+    fix = ("give --steps to resume it" if counted_steps
+           else "leave --steps out and raise --epochs to resume it")
+    raise compat.IncompatibleRun(
+        f"{savedir} holds a run trained with {there}, {now} now: --lr_schedule {milestones} "
+        f"counts {unit_there} there and {unit_now} now; {fix}, or start a new run with "
+        "another --savedir")
+
+
+def folder_listing(cfg: BiasedConfig) -> dict | None:
+    """The file list of a ``folder:PATH`` dataset that a checkpoint records
+    (:func:`taml.data.classification.folder_listing`); None for the built-in datasets,
+    which never change under a run."""
+    from taml.data.classification import folder_listing as listing
+    from taml.data.registry import FOLDER_PREFIX, is_folder_dataset
+
+    return listing(cfg.dataset[len(FOLDER_PREFIX):]) if is_folder_dataset(cfg.dataset) else None
+
+
+def check_folder(saved: dict | None, current: dict | None, cfg: BiasedConfig, savedir) -> None:
+    """Refuses a ``folder:PATH`` dataset whose file list changed since the run trained: an
+    added image moves others between train and test, a renamed class folder permutes every
+    label. A checkpoint without a record (saved before it was kept) is not checked."""
+    if saved is None or current is None or saved == current:
+        return
+    before, after = saved["classes"], current["classes"]
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = [f"{name!r} {before[name]} -> {after[name]} images" for name in sorted(before)
+               if name in after and before[name] != after[name]]
+    parts = ([f"new class {_few(added)}"] if added else []) + (
+        [f"no class {_few(removed)}"] if removed else []) + changed[:3]
+    what = "; ".join(parts) or "images renamed, added or removed"
+    raise RunError(f"the images of --dataset {cfg.dataset} changed since the run in {savedir} "
+                   f"was trained ({what}), which moves images between train and test or "
+                   "relabels classes: restore the folder as it was, or train a new run on it "
+                   "with another --savedir")
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -90,6 +90,8 @@ class BiasedConfig:
     # added after the first runs: last, so that an old config.json's keys keep their order
     val_per_class: int = 0
     chance_check: bool = True
+    # how to start, not what the run is: never in config.json or checkpoints
+    force: bool = False
 
     def __post_init__(self):
         # a flag left out (None) takes the method's own default; frozen, so set it once here
@@ -130,7 +132,9 @@ class BiasedConfig:
                         val_per_class=self.val_per_class)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "family": "biased"}
+        values = asdict(self)
+        del values["force"]  # how this command starts, not what the run is
+        return {**values, "family": "biased"}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -252,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no_chance_check", dest="chance_check", action="store_false",
                    help="train on when the training accuracy stays at chance for a whole "
                         "epoch (by default the run stops, exit 1: taml/run/chance.py)")
+    r.add_argument("--force", action="store_true",
+                   help="a new run in a --savedir that holds another run's records but no "
+                        "checkpoint.pt deletes them first (without it, such a start is refused)")
     return p
 
 

@@ -203,6 +203,7 @@ def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
         state = records.load_checkpoint("cpu") if world.is_main else None
         state = distributed.broadcast_object(state, world)
         parts.check_compatible(state["config"], cfg, records.checkpoint_path)
+        parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = parts.make_network(cfg.network, data.num_classes, data.in_channels,
                                    data.image_size).to(device)
         model.load_state_dict(state["model"])

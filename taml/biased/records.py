@@ -28,6 +28,9 @@ from taml.run.folder import write_json_atomic
 from taml.run.records import MetricsCSV, RunLog
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
+# what a run writes besides its checkpoint: a fresh start refuses a folder holding them
+RECORDS = ("config.json", "train.log", "train_metrics.csv", "eval.json", "weights.json",
+           "test.json", "*.png")
 
 
 class RunError(Refusal):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -39,8 +40,8 @@ from taml.biased.evaluate import (
     weights_document,
     write_test_report,
 )
-from taml.biased.records import RunError, RunRecords, check_batch_size, kept_checkpoint
-from taml.run import compat, distributed
+from taml.biased.records import RECORDS, RunError, RunRecords, check_batch_size, kept_checkpoint
+from taml.run import checkpoint, compat, distributed
 from taml.run.chance import ChanceWatch, EpochAtChance, output_spread
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
@@ -98,12 +99,27 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     cfg = replace(cfg, network=cfg.resolved_network)
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
+    if world.is_main:  # (other ranks would see rank 0's new train.log under torchrun)
+        # another run's records in a folder without a checkpoint: refused before any work
+        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
     check_batch_size(cfg.batch_size, len(data.train.labels))
     check_shards(cfg, world, len(data.meta.labels))
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
     with lock:
+        if world.is_main:
+            replace_previous(savedir, cfg)
         return _train(cfg, world, data, savedir)
+
+
+def replace_previous(savedir, cfg: BiasedConfig) -> None:
+    """A fresh start deletes the records of the run before (--force, or the same command
+    after a failure before its first checkpoint) and says so."""
+    previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+    checkpoint.remove_records(previous)
+    if previous:
+        print(f"note: deleted the previous records in {savedir} "
+              f"({', '.join(p.name for p in previous)}) to start afresh", file=sys.stderr)
 
 
 @dataclass
@@ -122,6 +138,7 @@ class _Run:
     steps_per_epoch: int
     total: int
     milestones: list[int]
+    folder: dict | None  # a folder:PATH dataset's file list (build.folder_listing)
 
 
 def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
@@ -144,7 +161,7 @@ def _build(cfg: BiasedConfig, world: World, data, device) -> _Run:
                               sync=lambda tensors: average(tensors, world))
     return _Run(model, method, optimizer, stepper, source, train_set,
                 SplitTensors.from_imageset(data.test, device), normalise, counts,
-                steps_per_epoch, total, milestones)
+                steps_per_epoch, total, milestones, parts.folder_listing(cfg))
 
 
 def _resume(cfg, world, run: _Run, records: RunRecords, device,
@@ -155,8 +172,9 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
     state = records.load_checkpoint("cpu") if world.is_main else None
     state = distributed.broadcast_object(state, world)
     if state is None:
-        return 1, {"eval": [], "weights": [], "changes": []}
+        return 1, {"eval": [], "weights": [], "changes": [], "window": None}
     changes = parts.check_resume(state["config"], cfg, records.savedir)
+    parts.check_folder(state.get("folder"), run.folder, cfg, records.savedir)
     if state["step"] >= run.total:  # finished: tested already, nothing is written again
         report = records.finished_report(state["step"]) if world.is_main else None
         report = distributed.broadcast_object(report, world)
@@ -183,7 +201,8 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
     if changes:
         records.write_json("config.json", cfg.to_dict())
     return start, {"eval": state["eval"], "weights": state["weights"],
-                   "changes": compat.recorded(state.get("changes", []), changes, "step", start)}
+                   "changes": compat.recorded(state.get("changes", []), changes, "step", start),
+                   "window": state.get("window")}  # None: saved before windows were kept
 
 
 def _step(cfg, world, run: _Run, step: int) -> tuple[dict[str, float], object]:
@@ -247,11 +266,16 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
         records.log.line(f"data: {len(run.train_set)} train ({run.counts} per class), "
                          f"{len(data.meta.labels)} meta, {len(run.test_set)} test; "
                          f"{run.steps_per_epoch} steps per epoch, {run.total} steps")
-    evals, history = saved["eval"], saved["weights"]
-    distributed.broadcast_tensors(list(run.model.state_dict().values()), world)
-    records.open_metrics(start - 1)
-    noisy = bool((data.train.labels != data.train.true_labels).any())
     window, last_saved, total = Window(), start - 1, run.total
+    window.restore(saved["window"])  # the steps since the last log line before the resume
+    # a closing line of a shorter run (its last step, off the --log_every schedule) summed
+    # the window's steps: a longer run drops it, and its next line sums them again
+    logged_until = start - 1 - window.steps
+    evals = saved["eval"]
+    history = [entry for entry in saved["weights"] if entry["step"] <= logged_until]
+    distributed.broadcast_tensors(list(run.model.state_dict().values()), world)
+    records.open_metrics(logged_until)
+    noisy = bool((data.train.labels != data.train.true_labels).any())
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train {cfg.method}", unit="step",
                        enabled=cfg.progress and world.is_main)
@@ -279,7 +303,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             history.append(entry)
             records.write_json("weights.json", weights_document(history, summary, data,
                                                                 run.counts))
-            window.reset()
+            if step % cfg.log_every == 0:  # a closing line keeps its window (above)
+                window.reset()
         if at_chance is not None and cfg.chance_check:
             message = chance_message(cfg.method, at_chance)
             records.log.line(f"stopped: {message}")
@@ -296,7 +321,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                 "optimizer": run.optimizer.state_dict(), "method": run.method.state_dict(),
                 "step": step, "random": {"batches": run.source.state(), "global": per_rank},
                 "eval": evals, "weights": history, "changes": saved["changes"],
-                "chance": watch.state_dict()})
+                "chance": watch.state_dict(), "window": window.state(), "folder": run.folder})
             last_saved = step
     bar.close()
     if start > total:

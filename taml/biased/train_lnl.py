@@ -35,9 +35,10 @@ from taml.biased import build as parts
 from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
 from taml.biased.evaluate import classification_metrics, plot_confusion, predict
-from taml.biased.methods.lnl import LNLNet, LNLTrainer, colour_probe
-from taml.biased.records import RunRecords, check_batch_size, kept_checkpoint
-from taml.run import compat
+from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
+from taml.biased.records import RECORDS, RunRecords, check_batch_size, kept_checkpoint
+from taml.biased.train import replace_previous
+from taml.run import checkpoint, compat
 from taml.run.chance import ChanceWatch, output_spread
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
@@ -101,6 +102,16 @@ def load_lnl_data(cfg: BiasedConfig, device, train_per_class: int | None = None)
                    torch.as_tensor(data.test.labels, device=device), train.class_names)
 
 
+def check_test_size(cfg: BiasedConfig, data: LNLData) -> None:
+    """Refuses a test set too small for the colour probe, which test.json reports (a folder
+    of a few images per class: 20% of each class is tested)."""
+    if len(data.test_labels) < PROBE_MIN_IMAGES:
+        raise RunDirError(
+            f"--dataset {cfg.dataset} has {len(data.test_labels)} test images and the colour "
+            f"probe of the final test needs at least {PROBE_MIN_IMAGES}: add images to its "
+            "class folders (a fifth of each class is tested)")
+
+
 def _scaled(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0  # LNL's input batch norm standardises from here
 
@@ -126,10 +137,14 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
         raise RunDirError("--method lnl counts --epochs and --pretrain_epochs; leave --steps out")
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
+    # another run's records in a folder without a checkpoint: refused before any work
+    checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
     check_batch_size(cfg.batch_size, len(data.train_labels))
+    check_test_size(cfg, data)  # the final test's probe, before any step is trained
     with RunLock(savedir):
+        replace_previous(savedir, cfg)
         return _train(cfg, data, RunRecords(savedir), device, probe_steps)
 
 
@@ -155,8 +170,9 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                           cfg.grl_factor)
 
     watch = ChanceWatch(data.num_classes, steps_per_epoch)  # the main classifier's
-    trainer, start, evals, changes = _start(cfg, records, model, make_trainer, stream, total,
-                                            watch)
+    folder = parts.folder_listing(cfg)  # a folder:PATH dataset's file list, recorded
+    trainer, start, evals, changes, window = _start(cfg, records, model, make_trainer, stream,
+                                                    total, watch)
     if trainer is None:
         records.say_finished(start - 1, "--epochs")
         report = records.finished_report(start - 1)
@@ -166,8 +182,10 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         records.log.line(f"lnl variant {variant}: {len(data.train_labels)} train, "
                          f"{len(data.test_labels)} test images; {steps_per_epoch} steps per "
                          f"epoch, {pre_steps} pre-training and {total - pre_steps} more steps")
-    records.open_metrics(start - 1)
-    window, last_saved = Window(), start - 1
+    # a closing line of a shorter run (its last step, off the --log_every schedule) summed
+    # the kept window's steps: a longer run drops it, and its next line sums them again
+    records.open_metrics(start - 1 - window.steps)
+    last_saved = start - 1
     bar = progress_bar(range(start, total + 1), initial=start - 1, total=total,
                        desc=f"train lnl ({variant})", unit="step", enabled=cfg.progress)
     model.train()
@@ -198,6 +216,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         bar.set_postfix(loss=f"{out['loss']:.3f}")
         if due(step, cfg.log_every, total):
             _log_window(records, window, variant, step, (step - 1) // steps_per_epoch + 1, lr)
+            if step % cfg.log_every == 0:  # a closing line keeps its window (above)
+                window.reset()
         if at_chance is not None and cfg.chance_check:
             from taml.biased.train import chance_message
 
@@ -213,7 +233,8 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
                 "config": cfg.to_dict(), "model": model.state_dict(),
                 "trainer": trainer.state_dict(), "step": step, "eval": evals,
                 "random": {"batches": stream.state(), "torch": torch.get_rng_state()},
-                "changes": changes, "chance": watch.state_dict()})
+                "changes": changes, "chance": watch.state_dict(), "window": window.state(),
+                "folder": folder})
             last_saved = step
     bar.close()
     if start > total:
@@ -227,20 +248,23 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
 
 def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
            stream: IndexStream, total: int,
-           watch: ChanceWatch) -> tuple[LNLTrainer | None, int, list, list]:
+           watch: ChanceWatch) -> tuple[LNLTrainer | None, int, list, list, Window]:
     """Resumes from the run folder's checkpoint (refusing the flags that change what is
     learned, recording the ones honoured; the chance watch's tally restored), or records a
-    fresh run's config: (trainer, first step, evaluations so far, recorded flag changes);
-    trainer None: the run of ``total`` steps is finished and tested."""
+    fresh run's config: (trainer, first step, evaluations so far, recorded flag changes, the
+    log window of the steps since the last log line); trainer None: the run of ``total``
+    steps is finished and tested."""
     state = records.load_checkpoint("cpu")
+    window = Window()
     if state is None:
         records.write_json("config.json", cfg.to_dict())
         records.log.line(json.dumps(cfg.to_dict()))
-        return make_trainer(1), 1, [], []
+        return make_trainer(1), 1, [], [], window
     honoured = compat.check_resume(state["config"], cfg.to_dict(), records.savedir,
                                    refused=RESUME_REFUSED, honoured=RESUME_HONOURED)
+    parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, records.savedir)
     if state["step"] >= total and records.finished_report(state["step"]) is not None:
-        return None, state["step"] + 1, [], []  # finished and tested: change nothing
+        return None, state["step"] + 1, [], [], window  # finished and tested: change nothing
     model.load_state_dict(state["model"])
     start = state["step"] + 1
     trainer = make_trainer(state["step"])  # the phase that saved it
@@ -257,7 +281,8 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
         records.log.line(line)
     if honoured:
         records.write_json("config.json", cfg.to_dict())
-    return trainer, start, state["eval"], changes
+    window.restore(state.get("window"))  # None: saved before windows were kept
+    return trainer, start, state["eval"], changes, window
 
 
 def _check_finite(out: dict, step: int, records: RunRecords, last_saved: int) -> None:
@@ -278,7 +303,6 @@ def _log_window(records: RunRecords, window: Window, variant: str, step: int, ep
                      f"{100 * acc:.2f}{colour}, lr {lr:.4g} "
                      f"({window.seconds_per_step:.3f} s/step)")
     records.metric_row(step, epoch, loss, acc, lr, window.seconds_per_step)
-    window.reset()
 
 
 def _evaluate(model: LNLNet, data: LNLData, variant: str, step: int,
@@ -335,10 +359,12 @@ def test(cfg: BiasedConfig) -> dict:
                           "the same flags and --mode train")
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device)
+    check_test_size(cfg, data)
     with RunLock(savedir):
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")
         parts.check_compatible(state["config"], cfg, records.checkpoint_path, DEFINING)
+        parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])
         report = write_report(cfg, model, data, records, state["step"])

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -228,6 +229,23 @@ def _write_folder_classes(source: Path, classes: dict, out_dir: Path, image_size
     for split, (images, labels) in parts.items():
         save_split(out_dir, split, make_split(np.stack(images), np.array(labels), names))
     write_recipe(out_dir, FOLDER_MANIFEST, recipe)
+
+
+def folder_listing(source: str | Path) -> dict:
+    """What a ``folder:PATH`` dataset's labels and 80:20 split follow: its class names
+    (sorted: a label is a class's rank) with their image counts, and a digest of every
+    image's ``class/file`` name (the split permutes each class's sorted files). A run
+    records it and refuses a folder whose listing changed; file contents and times are
+    not part of it (a copy of the folder is the same dataset)."""
+    from taml.data.folder import scan_folder
+
+    classes = scan_folder(Path(source).expanduser().resolve())
+    digest = hashlib.sha1()
+    for name in sorted(classes):
+        for path in classes[name]:
+            digest.update(f"{name}/{path.name}\n".encode())
+    return {"classes": {name: len(classes[name]) for name in sorted(classes)},
+            "files_sha1": digest.hexdigest()}
 
 
 def load_base_dataset(name: str, data_root: Path | str | None = None,

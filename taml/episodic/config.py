@@ -72,6 +72,8 @@ class Config:
     precision: str = "fp32"
     sigma_init: float = DEFAULT_SIGMA_INIT  # the original's: ORIGINAL_SIGMA_INIT
     backbone: str = "conv4"
+    # how to start, not what the run is: never in config.json or checkpoints
+    force: bool = False
 
     @property
     def method(self) -> str:
@@ -88,7 +90,9 @@ class Config:
     def to_dict(self) -> dict:
         """Every field, and ``"family": "episodic"`` (config.json, checkpoints): the report
         tells the families apart by it (a folder without it is an episodic one from before)."""
-        return {**asdict(self), "family": FAMILY}
+        values = asdict(self)
+        del values["force"]  # how this command starts, not what the run is
+        return {**values, "family": FAMILY}
 
 
 def sigma_value(text: str) -> float:
@@ -200,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "histograms to <savedir>/tensorboard (needs pip install tensorboard)")
     p.add_argument("--no_progress", dest="progress", action="store_false",
                    help="taml: no tqdm progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="a new run in a --savedir that holds another run's records but no "
+                        "checkpoint.pt deletes them first (without it, such a start is refused)")
     p.add_argument("--shards", type=int, default=d.shards,
                    help="taml: draw each meta-batch as this many equal shards, each from its "
                         "own random streams; torchrun's processes split them (0 = one per "

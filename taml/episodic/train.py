@@ -59,6 +59,9 @@ N_TABLE_TASKS = 10
 N_PLOT_TASKS = 100
 STATS = ("cross_entropy", "kl", "accuracy")
 METRIC_COLUMNS = ("iteration", *STATS, "seconds_per_iter")
+# what a run writes besides checkpoint.pt: a fresh start refuses a folder holding them
+RECORDS = ("config.json", "train.log", "train_metrics.csv", "validation.json",
+           checkpoint.BEST, BALANCING_FILE, "balancing_*.png", "test_step*", "tensorboard")
 
 
 
@@ -130,15 +133,17 @@ def _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, save
     write_json_atomic(savedir / BALANCING_FILE, record)
 
 
-def _state(cfg, learner, optimizer, streams, iteration, history, world, record) -> dict:
+def _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+           window: Window) -> dict:
     """The checkpoint; ``random`` holds every shard's streams, gathered from all ranks
     (a collective: every rank calls this, rank 0 writes the result). ``record``: the
-    datasets' classes per split and the flags changed on resume (``changes``)."""
+    datasets' classes per split and the flags changed on resume (``changes``); ``window``:
+    the iterations since the last log line, which a resumed run's next line summarises."""
     per_rank = distributed.gather_objects([s.state() for s in streams], world)
     return {"config": cfg.to_dict(), "learner": learner.state_dict(),
             "optimizer": optimizer.state_dict(), "iteration": iteration,
             "random": [state for states in per_rank for state in states],
-            "validation": history, **record}
+            "validation": history, **record, "window": window.state()}
 
 
 def meta_train(cfg: Config, world: World = SINGLE) -> dict:
@@ -152,6 +157,8 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     savedir = Path(cfg.resolved_savedir)
     if world.is_main:
         check_writable(savedir, "--savedir")  # before the data and the iterations
+        # another run's records in a folder without a checkpoint: refused before any work
+        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = resolve_device(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
@@ -159,6 +166,13 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     classes = dataset_classes(cfg)
     # one run per folder: a second one would interleave logs, CSV rows and checkpoints
     with RunLock(savedir) if world.is_main else contextlib.nullcontext():
+        if world.is_main:  # --force, or the same command after an early failure
+            previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+            checkpoint.remove_records(previous)
+            if previous:
+                print(f"note: deleted the previous records in {savedir} "
+                      f"({', '.join(p.name for p in previous)}) to start afresh",
+                      file=sys.stderr)
         try:
             return _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes)
         except OSError as error:  # a full disk, or a folder gone read-only mid-run
@@ -177,6 +191,7 @@ class _Resumed:
     changes: list = field(default_factory=list)
     finished: dict | None = None  # the summary when there is nothing left to train
     initialised: dict = field(default_factory=dict)  # the saved run's initialisation flags
+    window: dict | None = None  # the checkpoint's log window (None: saved before it was kept)
 
 
 def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
@@ -219,7 +234,8 @@ def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
     start = state["iteration"] + 1
     record = {"classes": classes,
               "changes": compat.recorded(state.get("changes", []), changes, "iteration", start)}
-    return _Resumed(start, state["validation"], record, changes, initialised=initialised)
+    return _Resumed(start, state["validation"], record, changes, initialised=initialised,
+                    window=state.get("window"))
 
 
 def _meta_step(cfg, learner, optimizer, streams, sampler, device, world):
@@ -297,6 +313,7 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                          enabled=world.is_main)
     names = list(id_train)
     window = Window()
+    window.restore(run.window)  # the iterations since the last log line before the resume
     bar = progress_bar(range(run.start, cfg.n_train_iters + 1), initial=run.start - 1,
                        total=cfg.n_train_iters, desc=f"meta-train {cfg.method}",
                        enabled=cfg.progress and world.is_main, unit="it")
@@ -332,14 +349,16 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
                 write_json_atomic(savedir / "validation.json", history)
             if result["score"] > best_score:
                 best_score = result["score"]
-                state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
+                state = _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+                               window)
                 if world.is_main:
                     checkpoint.save_atomic(state, savedir / checkpoint.BEST)
         if ((cfg.omega_on or cfg.gamma_on) and iteration % cfg.print_freq == 0 and id_val
                 and world.is_main):
             _print_balancing(cfg, learner, id_val, ood_val, device, iteration, log, savedir)
         if due(iteration, cfg.save_freq, cfg.n_train_iters):
-            state = _state(cfg, learner, optimizer, streams, iteration, history, world, record)
+            state = _state(cfg, learner, optimizer, streams, iteration, history, world, record,
+                               window)
             if world.is_main:
                 checkpoint.save_atomic(state, latest)
             last_saved = iteration

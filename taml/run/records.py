@@ -82,7 +82,11 @@ class MetricsCSV:
 class Window:
     """The named statistics of the steps since the last log line: running sums (added in
     step order), the per-step values, and the seconds the steps themselves took
-    (validation, evaluation and checkpoints excluded)."""
+    (validation, evaluation and checkpoints excluded).
+
+    A checkpoint taken between two log lines carries the window (:meth:`state`), so that a
+    resumed run's next log line summarises the same steps as an uninterrupted run's, not
+    only those since the resume."""
 
     def __init__(self):
         self.reset()
@@ -99,6 +103,23 @@ class Window:
             self.values.setdefault(name, []).append(value)
         self.steps += 1
         self.busy += seconds
+
+    def state(self) -> dict:
+        """What a checkpoint keeps: the sums and per-step values as they are (plain floats
+        or tensors, so a restored sum adds in the same precision) and the step count. The
+        seconds are not kept: a resumed run times only its own steps."""
+        return {"sums": dict(self.sums), "values": {k: list(v) for k, v in self.values.items()},
+                "steps": self.steps}
+
+    def restore(self, state: dict | None) -> None:
+        """The window a checkpoint kept; None (a checkpoint saved before windows were kept)
+        starts an empty one, as such runs did."""
+        self.reset()
+        if state:
+            self.sums = dict(state["sums"])
+            self.values = {k: list(v) for k, v in state["values"].items()}
+            self.steps = int(state["steps"])
+            self.busy = float(state.get("busy", 0.0))
 
     def mean(self, name: str) -> float:
         """The mean over steps of a per-step value."""

@@ -309,6 +309,10 @@ class LNLTrainer:
         self.opt_h.load_state_dict(state["opt_h"])
 
 
+# the probe fits on half of the test images and is scored on the other half
+PROBE_MIN_IMAGES = 4
+
+
 def colour_probe(f: nn.Module, images: torch.Tensor, steps: int = 300, batch_size: int = 64,
                  lr: float = 1e-2, seed: int = 0) -> float:
     """The colour information left in f: a FRESH set of heads h_R, h_G, h_B trained on
@@ -319,8 +323,8 @@ def colour_probe(f: nn.Module, images: torch.Tensor, steps: int = 300, batch_siz
     label): the probe fits on a random half and is scored on the other, so it can only
     read colour, never guess it from the digit as it could on the biased training set.
     """
-    if len(images) < 4:
-        raise ValueError("the colour probe needs at least 4 images")
+    if len(images) < PROBE_MIN_IMAGES:
+        raise ValueError(f"the colour probe needs at least {PROBE_MIN_IMAGES} images")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(images), generator=generator).to(images.device)
     fit, score = images[order[: len(images) // 2]], images[order[len(images) // 2:]]
