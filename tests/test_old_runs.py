@@ -23,6 +23,8 @@ from . import old_runs
 ADDED_FLAGS = set(UNSAVED_DEFAULTS) - set(old_runs.episodic_config("maml", ".", "."))
 # and the biased family's: no val split and no chance check, as old runs had
 BIASED_ADDED_FLAGS = {"val_per_class", "chance_check"}
+# what test files record since the report judges by it (total_steps: biased only)
+TEST_RECORD_KEYS = {"trained_config", "total_steps", "changes"}
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +156,13 @@ def test_biased_test_reads_an_old_run(old_data_root, tmp_path, capfd):
     rc, out = run_main(old_runs.biased_argv("test", savedir, old_data_root), capfd)
     assert rc == 0, out
     report = json.loads((savedir / "test.json").read_text())
-    assert set(report) == set(old_report)
+    # the keys added since: what the model was trained with, for the report
+    assert set(report) - set(old_report) == TEST_RECORD_KEYS
+    assert set(old_report) <= set(report)
     assert report["step"] == 2 and report["checkpoint"] == str(savedir / "checkpoint.pt")
+    # the old checkpoint's config, its 4-step schedule (tested at 2: unfinished)
+    assert report["total_steps"] == 4 and report["changes"] == []
+    assert report["trained_config"]["steps"] == 4
     assert report["n_test"] == old_runs.GLYPH_TEST
     assert report["train_counts"] == old_runs.GLYPH_TRAIN_COUNTS
     for key in ("accuracy", "balanced_accuracy"):
@@ -203,6 +210,16 @@ def test_report_renders_old_runs_of_both_families(old_data_root, tmp_path, capfd
     for method in old_runs.SWITCHES:
         old_runs.write_episodic_run(root / method, old_data_root, method)
     old_runs.write_biased_run(root / "erm", old_data_root)
+    # the fixture's runs were killed at iteration / step 2 of 4, then tested: unfinished,
+    # so read and listed apart (judged by checkpoint.pt's iteration and --steps)
+    rc, out = run_main(["--mode", "report", "--savedir", root, "--out", tmp_path / "early",
+                        "--no_progress"], capfd)
+    assert rc == 2 and "3 test result(s), none pooled" in out and "Traceback" not in out
+    assert "of 4 (unfinished)" in out
+    # the same folders as if their schedules had been 2 long: finished, reported
+    for name, key in (("maml", "n_train_iters"), ("taml", "n_train_iters"), ("erm", "steps")):
+        config = json.loads((root / name / "config.json").read_text())
+        (root / name / "config.json").write_text(json.dumps({**config, key: 2}))
     out_dir = tmp_path / "report"
     rc, out = run_main(["--mode", "report", "--savedir", root, "--out", out_dir,
                         "--no_progress"], capfd)

@@ -192,15 +192,20 @@ def test_a_missing_savedir_gets_one_line(tmp_path, capfd):
 
 
 # --------------------------------------------------------------- biased-data runs
-def write_biased_run(folder: Path, method: str, seed: int, scores: dict, dataset="glyphs"):
+def write_biased_run(folder: Path, method: str, seed: int, scores: dict, dataset="glyphs",
+                     **test_fields):
+    """A biased run folder as --mode train leaves it; ``test_fields`` are laid over
+    test.json's (e.g. an older format without "total_steps", or a record of changes)."""
     folder.mkdir(parents=True)
     config = {"mode": "train", "method": method, "dataset": dataset, "bias": "long_tail",
               "imbalance_factor": 100.0, "network": "lenet_tml", "steps": 50, "lr": 0.1,
               "seed": seed, "savedir": str(folder), "device": "cpu", "family": "biased"}
     (folder / "config.json").write_text(json.dumps(config))
+    record = {"step": 50, "total_steps": 50, "trained_config": config, "changes": []}
     (folder / "test.json").write_text(json.dumps(
         {"method": method, "dataset": dataset, "bias": "long_tail", "n_test": 100,
-         "per_class_recall": [0.5, 0.5], "checkpoint": "checkpoint.pt", **scores}))
+         "per_class_recall": [0.5, 0.5], "checkpoint": "checkpoint.pt", **scores,
+         **record, **test_fields}))
     (folder / "train_metrics.csv").write_text(
         "step,epoch,loss,accuracy,lr,seconds\n10,0,2.0,0.3,0.1,0.5\n20,0,1.5,0.5,0.1,0.5\n")
     (folder / "eval.json").write_text(json.dumps(
@@ -277,3 +282,234 @@ def test_the_same_learner_with_other_mc_samples_gets_its_own_labelled_row():
     labels = [r.label for r in tables[0].rows if not r.published]
     assert labels == ["Bayesian TAML (n_mc_samples=0)", "Bayesian TAML (n_mc_samples=10)"]
     assert any("differ in n_mc_samples" in note for note in tables[0].notes)
+
+
+# --------------------------------------------------------------- what is pooled
+# one row per configuration, one finished test of the run's own settings per seed; the rest
+# under "Not pooled", each file with its reason
+SCORES = {"accuracy": 0.70, "balanced_accuracy": 0.60, "tail_recall": 0.20}
+
+
+def report_of(root: Path, capfd) -> tuple[list[dict], str]:
+    rc, out, err = run_main(["--mode", "report", "--savedir", root, "--no_progress"], capfd)
+    assert rc == 0, err
+    return read_csv(root / "report.csv"), (root / "report.md").read_text()
+
+
+def not_pooled(text: str) -> dict[str, str]:
+    """report.md's "Not pooled" section: file -> reason."""
+    assert "## Not pooled" in text
+    section = text.split("## Not pooled", 1)[1].split("\n## ", 1)[0]
+    items = [line[2:] for line in section.splitlines() if line.startswith("- ")]
+    return dict(item.split(": ", 1) for item in items)
+
+
+def seeds_of(rows: list[dict], method: str) -> set[str]:
+    """The seeds of the method's rows, each row's sorted ("0 3")."""
+    return {" ".join(sorted(r["seeds"].split(), key=int)) for r in rows
+            if r["method"] == method}
+
+
+def test_a_run_tested_before_the_end_of_its_schedule_is_not_a_seed(tmp_path, capfd):
+    write_biased_run(tmp_path / "erm" / "seed0", "erm", 0, SCORES)
+    write_biased_run(tmp_path / "erm" / "seed1", "erm", 1, SCORES, step=10)  # of 50
+    # written before test.json recorded the schedule: --steps 50 in its config says it
+    write_biased_run(tmp_path / "erm" / "seed2", "erm", 2, SCORES, step=20,
+                     total_steps=None, trained_config=None, changes=None)
+    rows, text = report_of(tmp_path, capfd)
+    assert seeds_of(rows, "erm") == {"0"}
+    apart = not_pooled(text)
+    assert "tested at step 10 of 50 (unfinished)" in apart[
+        str(tmp_path / "erm" / "seed1" / "test.json")]
+    assert "step 20 of 50" in apart[str(tmp_path / "erm" / "seed2" / "test.json")]
+
+
+def test_a_resumed_run_with_a_stale_config_or_changed_flags_is_not_a_seed_of_its_original(
+        tmp_path, capfd):
+    write_biased_run(tmp_path / "a", "erm", 0, SCORES)
+    # resumed with --lr 0.01 from step 26; config.json still says --lr 0.1
+    stale = tmp_path / "b"
+    write_biased_run(stale, "erm", 1, SCORES)
+    config = json.loads((stale / "config.json").read_text())
+    report = json.loads((stale / "test.json").read_text())
+    report["trained_config"] = {**config, "lr": 0.01}
+    report["changes"] = [{"step": 26, "flag": "--lr", "old": 0.1, "new": 0.01}]
+    (stale / "test.json").write_text(json.dumps(report))
+    # the same change, config.json rewritten: still a mix of two settings
+    write_biased_run(tmp_path / "c", "erm", 2, SCORES,
+                     changes=[{"step": 26, "flag": "--lr", "old": 0.1, "new": 0.01}])
+    # a longer schedule only: a run of its final length, pooled
+    write_biased_run(tmp_path / "d", "erm", 3, SCORES,
+                     changes=[{"step": 26, "flag": "--steps", "old": 25, "new": 50}])
+    rows, text = report_of(tmp_path, capfd)
+    assert seeds_of(rows, "erm") == {"0 3"}
+    apart = not_pooled(text)
+    assert "lr 0.01 in the test, 0.1 in config.json" in apart[str(stale / "test.json")]
+    assert "resumed with --lr 0.1 -> 0.01 from step 26" in apart[
+        str(tmp_path / "c" / "test.json")]
+    assert str(tmp_path / "d" / "test.json") not in apart
+
+
+def test_an_old_test_of_another_method_is_not_reported_under_the_new_one(tmp_path, capfd):
+    write_biased_run(tmp_path / "mwnet0", "mwnet", 0, SCORES)
+    # erm's test.json left in a folder where an mwnet run was started anew (not tested yet)
+    folder = tmp_path / "mwnet1"
+    write_biased_run(folder, "erm", 1, SCORES, trained_config=None, changes=None,
+                     total_steps=None)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "method": "mwnet"}))
+    rows, text = report_of(tmp_path, capfd)
+    assert seeds_of(rows, "mwnet") == {"0"} and seeds_of(rows, "erm") == set()
+    reason = not_pooled(text)[str(folder / "test.json")]
+    assert "--method erm" in reason and "--method mwnet" in reason
+
+
+def test_a_copied_run_is_one_seed_not_two(tmp_path, capfd):
+    write_biased_run(tmp_path / "erm" / "seed0", "erm", 0, SCORES)
+    shutil.copytree(tmp_path / "erm" / "seed0", tmp_path / "erm" / "seed0_copy")
+    rows, text = report_of(tmp_path, capfd)
+    assert {r["n"] for r in rows if r["method"] == "erm"} == {"1"}
+    reason = not_pooled(text)[str(tmp_path / "erm" / "seed0_copy" / "test.json")]
+    assert "seed 0" in reason and str(tmp_path / "erm" / "seed0") in reason
+
+
+def write_meta_run(folder: Path, seed: int, n_train_iters: int = 5) -> dict:
+    from taml.episodic.config import Config
+
+    folder.mkdir(parents=True)
+    config = {**Config().to_dict(), "seed": seed, "n_train_iters": n_train_iters,
+              "savedir": str(folder)}
+    (folder / "config.json").write_text(json.dumps(config))
+    return config
+
+
+def write_meta_test(folder: Path, config: dict, accuracy: float, name="test_step5_mc0.json",
+                    **fields) -> None:
+    (folder / name).write_text(json.dumps({
+        "checkpoint": "best.pt", "iteration": 3, "n_steps": 5, "n_mc_samples": 0,
+        "results": [{"role": "id", "dataset": "cifar", "accuracy": accuracy, "ci95": 0.5},
+                    {"role": "ood", "dataset": "svhn", "accuracy": 40.0, "ci95": 0.5}],
+        "trained_iterations": config["n_train_iters"], "trained_config": config,
+        "changes": [], **fields}))
+
+
+def test_meta_tests_with_other_test_episodes_are_not_seeds(tmp_path, capfd):
+    config = write_meta_run(tmp_path / "maml" / "seed0", 0)
+    folder = tmp_path / "maml" / "seed0"
+    write_meta_test(folder, config, 70.0)
+    for episodes, digest, accuracy in ((100, "0a1b2c3d", 60.0), (200, "4e5f6a7b", 80.0)):
+        write_meta_test(folder, config, accuracy, f"test_step5_mc0_{digest}.json",
+                        settings={"n_test_episodes": episodes})
+    rows, text = report_of(tmp_path, capfd)
+    cell, = [r for r in rows if r["column"] == "id/cifar"]
+    assert (cell["n"], float(cell["mean"]), cell["spread_kind"]) == ("1", 70.0, "ci95")
+    apart = not_pooled(text)
+    reason = apart[str(folder / "test_step5_mc0_0a1b2c3d.json")]
+    assert "--n_test_episodes 100" in reason and "test_step5_mc0.json" in reason
+    assert str(folder / "test_step5_mc0_4e5f6a7b.json") in apart
+
+
+def test_an_unfinished_meta_run_is_not_a_seed(tmp_path, capfd):
+    for seed in (0, 1):
+        config = write_meta_run(tmp_path / f"seed{seed}", seed)
+        write_meta_test(tmp_path / f"seed{seed}", config, 70.0,
+                        trained_iterations=5 if seed == 0 else 2)
+    rows, text = report_of(tmp_path, capfd)
+    assert {r["seeds"] for r in rows} == {"0"}
+    assert "tested after iteration 2 of 5 (unfinished)" in not_pooled(text)[
+        str(tmp_path / "seed1" / "test_step5_mc0.json")]
+
+
+LNL_SCORES = {"accuracy": 0.55, "colour_shuffled_accuracy": 0.55, "gray_accuracy": 0.65,
+              "probe_accuracy": 0.30, "balanced_accuracy": 0.54, "tail_recall": 0.0}
+
+
+def test_lnl_runs_get_their_own_table_with_their_own_columns(tmp_path, capfd):
+    write_biased_run(tmp_path / "erm", "erm", 0, SCORES)
+    for seed in (0, 1):
+        folder = tmp_path / "lnl" / f"seed{seed}"
+        write_biased_run(folder, "lnl", seed, LNL_SCORES, variant="lnl", bias="colour")
+        config = json.loads((folder / "config.json").read_text())
+        # an LNL config records the long-tail defaults it does not use (bias long_tail)
+        config.update(steps=None, epochs=2, pretrain_epochs=1, color_var=0.02)
+        (folder / "config.json").write_text(json.dumps(config))
+        report = json.loads((folder / "test.json").read_text())
+        report.update(trained_config=config, step=30, total_steps=30)
+        (folder / "test.json").write_text(json.dumps(report))
+    rows, text = report_of(tmp_path, capfd)
+    lnl = [r for r in rows if r["family"] == "lnl"]
+    assert {r["column"] for r in lnl} == {"accuracy", "colour_shuffled_accuracy",
+                                          "gray_accuracy", "probe_accuracy"}
+    assert {r["n"] for r in lnl} == {"2"} and {r["row"] for r in lnl} == {"LNL"}
+    long_tail = {r["table"] for r in rows if r["family"] == "biased"}
+    assert long_tail.isdisjoint({r["table"] for r in lnl})
+    assert {r["method"] for r in rows if r["table"] in long_tail} == {"erm"}
+    assert "LNL: coloured glyphs, σ² 0.02" in text and "colour probe on f" in text
+
+
+def test_nothing_to_pool_is_one_line(tmp_path, capfd):
+    write_biased_run(tmp_path / "erm", "erm", 0, SCORES, step=10)
+    rc, _, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                          capfd)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "none pooled" in lines[0]
+    assert "step 10 of 50" in lines[0] and not (tmp_path / "report.md").exists()
+
+
+# ---------------------------------- what the trainers record, from tiny real runs
+def test_biased_test_json_records_what_the_report_judges_by(monkeypatch, tmp_path, capfd):
+    from taml.biased import build as parts
+    from taml.biased.config import parse_biased_config
+    from taml.biased.evaluate import test as biased_test
+    from taml.biased.train import train as biased_train
+    from taml.run.errors import TrainingDiverged
+
+    from .biased_fakes import FakeMethod, fake_data
+
+    data = fake_data()
+    monkeypatch.setattr(parts, "load_data", lambda cfg: data)
+    poison = {}
+    monkeypatch.setattr(parts, "make_method",
+                        lambda cfg, n, counts: FakeMethod(n, poison.get("at")))
+
+    def config(savedir, seed, *extra):
+        return parse_biased_config(["--savedir", str(savedir), "--seed", str(seed),
+                                    "--batch_size", "8", "--meta_batch_size", "6",
+                                    "--network", "lenet_tml", "--lr", "0.05",
+                                    "--lr_schedule", "", "--no_progress", "--device", "cpu",
+                                    *extra])
+
+    biased_train(config(tmp_path / "whole", 0, "--steps", "4"))
+    biased_train(config(tmp_path / "longer", 1, "--steps", "2"))
+    biased_train(config(tmp_path / "longer", 1, "--steps", "4"))  # pooled: a 4-step run
+    biased_train(config(tmp_path / "mixed", 2, "--steps", "2"))
+    biased_train(config(tmp_path / "mixed", 2, "--steps", "4", "--lr", "0.02"))
+    poison["at"] = 3  # diverges after the step-2 checkpoint; tested there, of 4
+    with pytest.raises(TrainingDiverged):
+        biased_train(config(tmp_path / "cut", 3, "--steps", "4", "--save_every", "2"))
+    poison.clear()
+    biased_test(config(tmp_path / "cut", 3, "--steps", "4"))
+    cut = json.loads((tmp_path / "cut" / "test.json").read_text())
+    assert (cut["step"], cut["total_steps"]) == (2, 4)
+    assert cut["trained_config"]["steps"] == 4 and cut["changes"] == []
+    rows, text = report_of(tmp_path, capfd)
+    assert seeds_of(rows, "erm") == {"0 1"}
+    apart = not_pooled(text)
+    assert "step 2 of 4" in apart[str(tmp_path / "cut" / "test.json")]
+    assert "--lr 0.05 -> 0.02 from step 3" in apart[str(tmp_path / "mixed" / "test.json")]
+
+
+def test_a_meta_test_older_than_the_runs_training_is_not_pooled(runs, report_data_root,
+                                                                tmp_path, capfd):
+    copy = tmp_path / "results"
+    shutil.copytree(runs / "maml", copy)
+    tested = json.loads((copy / "seed1" / "test_step1_mc0.json").read_text())
+    assert tested["trained_iterations"] == 3 and tested["trained_config"]["n_train_iters"] == 3
+    # seed 1 trained on to 6 iterations after its test: the test is of the 3-iteration run
+    argv = ["--mode", "meta_train", "--savedir", copy / "seed1", "--seed", 1, "--data_root",
+            report_data_root, *TINY, "--n_train_iters", 6]
+    assert cli.main([str(a) for a in argv]) == 0
+    rows, text = report_of(copy, capfd)
+    assert {r["seeds"] for r in rows} == {"0"}
+    reason = not_pooled(text)[str(copy / "seed1" / "test_step1_mc0.json")]
+    assert "n_train_iters 3 in the test, 6 in config.json" in reason

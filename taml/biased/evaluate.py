@@ -141,18 +141,37 @@ VALIDATION_METRICS = ("accuracy", "balanced_accuracy", "tail_recall", "minority_
                       "minority_precision", "n_test")
 
 
+def planned_steps(config: dict, steps_per_epoch: int) -> int:
+    """The length of a run's schedule from its saved config: ``--steps``, else ``--epochs``
+    (plus LNL's ``--pretrain_epochs``) times the steps per epoch."""
+    if config.get("steps") is not None:
+        return int(config["steps"])
+    epochs = int(config["epochs"])
+    if config.get("method") == "lnl":
+        epochs += int(config.get("pretrain_epochs") or 0)
+    return epochs * steps_per_epoch
+
+
+def training_record(config: dict, total: int, changes: list) -> dict:
+    """What test.json says about the model tested, for the report: the config it was
+    trained with (the checkpoint's), the schedule's length (``step`` below it: an unfinished
+    run) and the flags changed on resume."""
+    return {"total_steps": total, "trained_config": config, "changes": changes}
+
+
 def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Normalise, data,
                       test_set: SplitTensors, history: list[dict], summary: dict,
-                      records: RunRecords, step: int) -> dict:
+                      records: RunRecords, step: int, record: dict) -> dict:
     """Evaluates ``model`` on the test set; rank 0 writes test.json, confusion.png and the
-    weight plots. Returns test.json's content (fractions in [0, 1])."""
+    weight plots. Returns test.json's content (fractions in [0, 1]); ``record`` is
+    :func:`training_record`'s."""
     counts = np.asarray(parts.class_counts(data.train.labels, data.num_classes))
     preds = predict(model, test_set.images, normalise)
     metrics, matrix = classification_metrics(data.test.labels, preds, data.num_classes,
                                              counts, cfg.bias == "binary")
     report = {"method": cfg.method, "dataset": cfg.dataset, "bias": cfg.bias, **metrics,
               "train_counts": counts.tolist(), "checkpoint": str(records.checkpoint_path),
-              "step": step}
+              "step": step, **record}
     if data.val is not None:  # --val_per_class: the split settings are chosen on
         val_set = SplitTensors.from_imageset(data.val, test_set.images.device)
         val_metrics, _ = classification_metrics(
@@ -212,7 +231,10 @@ def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
         method.load_state_dict(state["method"])
         train_set = SplitTensors.from_imageset(data.train, device)
         test_set = SplitTensors.from_imageset(data.test, device)
+        saved = state["config"]
+        total = planned_steps(saved, max(1, len(train_set) // saved["batch_size"]))
         report = write_test_report(cfg, model, Normalise.of(train_set.images), data, test_set,
-                                   state["weights"], method.summary(), records, state["step"])
+                                   state["weights"], method.summary(), records, state["step"],
+                                   training_record(saved, total, state.get("changes", [])))
         records.close()
     return report

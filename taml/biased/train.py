@@ -37,6 +37,7 @@ from taml.biased.evaluate import (
     as_plain,
     classification_metrics,
     predict,
+    training_record,
     weights_document,
     write_test_report,
 )
@@ -329,7 +330,8 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
                          "nothing to train (raise --epochs or --steps to continue)")
     report = write_test_report(cfg, run.model, run.normalise, data, run.test_set, history,
                                run.method.summary(), records,
-                               start - 1 if start > total else total)
+                               start - 1 if start > total else total,
+                               training_record(cfg.to_dict(), total, saved["changes"]))
     records.close()
     return report
 

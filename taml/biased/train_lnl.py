@@ -34,7 +34,13 @@ import torch
 from taml.biased import build as parts
 from taml.biased.batches import IndexStream
 from taml.biased.config import BiasedConfig
-from taml.biased.evaluate import classification_metrics, plot_confusion, predict
+from taml.biased.evaluate import (
+    classification_metrics,
+    planned_steps,
+    plot_confusion,
+    predict,
+    training_record,
+)
 from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RECORDS, RunRecords, check_batch_size, kept_checkpoint
 from taml.biased.train import replace_previous
@@ -241,7 +247,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
         records.log.line(f"{records.checkpoint_path} is at step {start - 1} of {total}: "
                          "nothing to train (raise --epochs to continue)")
     report = write_report(cfg, model, data, records, start - 1 if start > total else total,
-                          probe_steps)
+                          training_record(cfg.to_dict(), total, changes), probe_steps)
     records.close()
     return report
 
@@ -319,9 +325,10 @@ def _evaluate(model: LNLNet, data: LNLData, variant: str, step: int,
 
 
 def write_report(cfg: BiasedConfig, model: LNLNet, data: LNLData, records: RunRecords,
-                 step: int, probe_steps: int = PROBE_STEPS) -> dict:
+                 step: int, record: dict, probe_steps: int = PROBE_STEPS) -> dict:
     """test.json and confusion.png: accuracy on the variant's test set (colour-shuffled;
-    gray for --gray), both test sets' accuracies and the colour probe's accuracy on f."""
+    gray for --gray), both test sets' accuracies and the colour probe's accuracy on f;
+    ``record``: what the model was trained with (``evaluate.training_record``)."""
     variant = variant_of(cfg)
     labels = data.test_labels.cpu().numpy()
     shuffled = predict(model, data.test, _scaled)
@@ -336,7 +343,7 @@ def write_report(cfg: BiasedConfig, model: LNLNet, data: LNLData, records: RunRe
               "colour_shuffled_accuracy": float(np.mean(shuffled == labels)),
               "gray_accuracy": float(np.mean(gray == labels)),
               "probe_accuracy": probe, "checkpoint": str(records.checkpoint_path),
-              "step": step}
+              "step": step, **record}
     report.pop("tail_classes", None)
     records.write_json("test.json", report)
     plot_confusion(matrix, list(data.class_names), records.savedir / "confusion.png",
@@ -367,6 +374,9 @@ def test(cfg: BiasedConfig) -> dict:
         parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])
-        report = write_report(cfg, model, data, records, state["step"])
+        saved = state["config"]
+        total = planned_steps(saved, max(1, len(data.train_labels) // saved["batch_size"]))
+        report = write_report(cfg, model, data, records, state["step"],
+                              training_record(saved, total, state.get("changes", [])))
         records.close()
     return report

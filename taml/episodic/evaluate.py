@@ -116,6 +116,22 @@ def _load_checkpoint(savedir: Path, device) -> tuple[Path, dict, str]:
     return latest, state, problem
 
 
+def _training_record(savedir: Path, tested: Path, state: dict) -> dict:
+    """How far the run had trained when it was tested, for the report: the latest
+    checkpoint's iteration, config (its ``n_train_iters`` is the schedule) and the flags
+    changed on resume. ``best.pt`` may be an early model of a finished run, so the latest
+    checkpoint says whether training had finished; an unreadable one leaves the tested
+    file's own record."""
+    latest = savedir / checkpoint.LATEST
+    if tested != latest and latest.is_file():
+        try:
+            state = checkpoint.load(latest, "cpu", family="episodic")
+        except checkpoint.CheckpointError:
+            pass
+    return {"trained_iterations": state["iteration"], "trained_config": state["config"],
+            "changes": state.get("changes", [])}
+
+
 def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     """Restores the best-validated checkpoint (else the latest) and reports accuracy
     mean ± 95% CI on the ID and OOD meta-test splits; writes a log and a JSON (rank 0),
@@ -170,7 +186,8 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
                             "n_episodes": len(acc)})
             log.line(f"{role}/{name} acc: {mean:.2f} +- {ci:.2f}")
     report = {"checkpoint": path.name, "iteration": state["iteration"],
-              "n_steps": cfg.n_steps, "n_mc_samples": cfg.n_mc_samples, "results": results}
+              "n_steps": cfg.n_steps, "n_mc_samples": cfg.n_mc_samples, "results": results,
+              **_training_record(savedir, path, state)}
     if settings:
         report["settings"] = settings
     if world.is_main:

@@ -2,8 +2,10 @@
 
 Walks every run folder below ``--savedir``, writes ``report.md``, ``report.csv``,
 ``report.png`` (grouped bars) and ``curves/*.png`` (learning curves, one per group of runs)
-at its top (or in ``--out``), and prints the markdown. Exit status 2, with one line, when
-there is no finished run to report.
+at its top (or in ``--out``), and prints the markdown. Test results that are not a
+finished test of the run's own configuration, or a second test of a seed, are listed under
+"Not pooled" with the reason. Exit status 2, with one line, when there is no finished run
+to report.
 """
 
 from __future__ import annotations
@@ -52,20 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     found = collect(root, progress)
     for warning in found.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if not found.measurements:
-        print(f"error: no finished run under {root} ({found.n_run_dirs} run folder(s) with "
-              "config.json, none with a test result): run --mode meta_test (or --mode "
-              "test) on your runs first", file=sys.stderr)
+    from taml.report.tables import build_tables, select
+
+    measurements, duplicates = select(found.measurements)
+    apart = found.apart + duplicates
+    if not measurements:
+        if apart:
+            first = apart[0]
+            print(f"error: no finished run to pool under {root}: {len(apart)} test "
+                  f"result(s), none pooled ({first.path}: {first.reason})", file=sys.stderr)
+        else:
+            print(f"error: no finished run under {root} ({found.n_run_dirs} run folder(s) "
+                  "with config.json, none with a test result): run --mode meta_test (or "
+                  "--mode test) on your runs first", file=sys.stderr)
         return 2
     try:
         check_writable(out, "--out" if args.out else "--savedir")
     except RunDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from taml.report.tables import build_tables
-
-    tables, notes = build_tables(found.measurements)
-    text = markdown(tables, notes, found.warnings)
+    tables, notes = build_tables(measurements)
+    text = markdown(tables, notes, found.warnings, apart)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "report.md", text)
     write_text_atomic(out / "report.csv", csv_text(tables))

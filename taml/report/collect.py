@@ -7,6 +7,18 @@ finished once ``--mode test`` wrote ``test.json``. The config's ``"family"`` key
 families write, tells them apart (``"episodic"`` or ``"biased"``; an episodic folder written
 before the key existed has none); a folder of another family is named in a warning.
 A file that cannot be read is named in a warning and skipped; the rest is still reported.
+
+Only a finished test of the run's own configuration is pooled (:func:`judge`); any other
+result is listed apart (:class:`Apart`) with the reason: a test whose recorded training
+config is not the folder's ``config.json`` (a stale config, or an old test of a run changed
+since, e.g. another method started anew in the folder), a run resumed with a flag that
+changes what is learned (its steps ran under two settings), a run tested before the end
+of its schedule, and a meta-test with another ``--n_test_episodes`` or ``--seed`` than the
+run's (the same model measured again, not another seed). Runs written before the test
+files recorded their training (``trained_config``, ``trained_iterations`` or
+``total_steps``, ``changes``) are judged from what they hold: ``config.json``, the test's
+``step``/``iteration``, ``checkpoint`` and ``train_counts``, the latest checkpoint's
+iteration.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ class Measurement:
     training ``n_steps`` kept as ``train_n_steps``. ``scores``: column -> (value, ci95 or
     None), values in percent."""
 
-    family: str                   # 'meta' | 'biased'
+    family: str                   # 'meta' | 'biased' | 'lnl' (biased runs of --method lnl)
     run_dir: Path
     test_file: Path
     settings: dict
@@ -39,11 +51,51 @@ class Measurement:
     seed: int
 
 
+@dataclass(frozen=True)
+class Apart:
+    """A test result read but not pooled, and why (the report's "Not pooled")."""
+
+    path: Path
+    reason: str
+
+
 @dataclass
 class Collection:
     measurements: list[Measurement] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    apart: list[Apart] = field(default_factory=list)
     n_run_dirs: int = 0
+    n_tests: int = 0
+
+
+# settings that change nothing measured, per family: the tables ignore them, and so does
+# the comparison of a test's recorded training config with config.json
+IGNORED = {
+    "meta": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
+             "save_freq", "log_freq", "print_freq", "task_batching", "shards",
+             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard", "family"},
+    "biased": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
+               "eval_every", "log_every", "save_every", "family", "tensorboard"},
+}
+# LNL's runs (their own table) depend on these flags only; the long-tail / noise /
+# binary flags a config also records do nothing to them
+LNL_SETTINGS = ("dataset", "color_var", "image_size", "batch_size", "epochs",
+                "pretrain_epochs", "lr", "lr_schedule", "lr_factor", "momentum",
+                "weight_decay")
+LNL_ROW_SETTINGS = ("variant", "lnl_lambda", "grl_factor")
+# the meta-test's own choice, laid over the training config (not a training setting)
+META_TEST_ONLY = {"n_mc_samples"}
+# a resume may lengthen a run: the steps before are those of the longer schedule
+# (milestones count from the start), so the run is a run of its final length
+LENGTH_FLAGS = {"meta": {"n_train_iters"}, "biased": {"steps", "epochs"},
+                "lnl": {"epochs"}}
+
+
+def matters(name: str, family: str) -> bool:
+    """Whether setting ``name`` changes the numbers of a run of ``family``."""
+    if family == "lnl":
+        return name in LNL_SETTINGS or name in LNL_ROW_SETTINGS or name in ("gray",)
+    return name not in IGNORED[family] and not (family == "meta" and name in META_TEST_ONLY)
 
 
 def _read_json(path: Path, warnings: list[str], expect: type):
@@ -82,10 +134,131 @@ def _with_defaults(config: dict, family: str) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 
 
-def _meta_measurement(run_dir: Path, config: dict, path: Path,
-                      warnings: list[str]) -> Measurement | None:
+def _show(value) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _differences(config: dict, trained: dict, family: str) -> list[str]:
+    names = sorted(n for n in set(config) | set(trained) if matters(n, family))
+    return [f"{n} {_show(trained.get(n))} in the test, {_show(config.get(n))} in config.json"
+            for n in names if config.get(n) != trained.get(n)]
+
+
+def _learning_changes(changes, family: str) -> list[str]:
+    """The flags changed on resume (the checkpoint's ``changes``) that change what is
+    learned, as text; a longer schedule and logging flags are not among them."""
+    found = []
+    for change in changes if isinstance(changes, list) else ():
+        if not isinstance(change, dict):
+            continue
+        name = str(change.get("flag", "")).removeprefix("--")
+        if not matters(name, family) or name in LENGTH_FLAGS[family] and not (
+                name == "steps" and None in (change.get("old"), change.get("new"))):
+            continue  # steps from or to None: --epochs became --steps, milestones moved
+        counter = "iteration" if "iteration" in change else "step"
+        found.append(f"--{name} {_show(change.get('old'))} -> {_show(change.get('new'))} "
+                     f"from {counter} {change.get(counter)}")
+    return found
+
+
+def _latest_iteration(run_dir: Path) -> int | None:
+    """The iteration of the run's checkpoint.pt (for meta-tests written before they
+    recorded it), None when it cannot be read."""
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return int(state["iteration"])
+    except Exception:  # any unreadable checkpoint: the run is judged without it
+        return None
+
+
+def judge(family: str, run_dir: Path, config: dict, report: dict,
+          path: Path) -> tuple[dict, str | None]:
+    """(the settings the test's model was trained with, the reason it is not pooled or
+    None). ``config``: config.json with today's defaults for what it lacks."""
+    trained = report.get("trained_config")
+    trained = _with_defaults(trained, "meta" if family == "meta" else "biased") if (
+        isinstance(trained, dict)) else None
+    if family != "meta":
+        for name in ("method", "dataset"):
+            tested = report.get(name)
+            if tested is not None and tested != config.get(name):
+                return config, (
+                    f"it is a test of --{name} {tested}, but config.json holds a run of "
+                    f"--{name} {config.get(name)} (a new run started in the folder and not "
+                    "tested yet): finish it with --mode train, or test it with --mode test")
+    settings = config if trained is None else trained
+    if trained is not None:
+        diffs = _differences(config, trained, family)
+        if diffs:
+            return settings, (
+                f"the model tested was trained with other settings than config.json records "
+                f"({'; '.join(diffs)}): config.json is stale or the run changed after the "
+                "test; test it again with the run's flags")
+    changed = _learning_changes(report.get("changes"), family)
+    if changed:
+        return settings, (
+            f"resumed with {', '.join(changed)}: its steps ran under two settings, so it is a "
+            "seed of neither; train it again in a new --savedir")
+    if family == "meta":
+        done = report.get("trained_iterations")
+        if done is None:
+            done = (report.get("iteration") if report.get("checkpoint") == "checkpoint.pt"
+                    else _latest_iteration(run_dir))
+        planned = settings.get("n_train_iters")
+        if isinstance(done, int) and isinstance(planned, int) and done < planned:
+            return settings, (
+                f"tested after iteration {done} of {planned} (unfinished): rerun the same "
+                "--mode meta_train command to finish it, then --mode meta_test")
+        other = {n: v for n, v in (report.get("settings") or {}).items()
+                 if n in IGNORED["meta"] and v != config.get(n)}
+        if other:
+            own = TEST_NAME.match(path.name)
+            return settings, (
+                "tested with " + ", ".join(f"--{n} {_show(v)} (the run's: "
+                                           f"{_show(config.get(n))})" for n, v in other.items())
+                + f": the same model measured again, not another seed; the run's own test "
+                f"is test_step{own.group(1)}_mc{own.group(2)}.json")
+        return settings, None
+    step, total = report.get("step"), report.get("total_steps")
+    if total is None:
+        total = _old_total(settings, report)
+    if isinstance(step, int) and isinstance(total, int) and step < total:
+        return settings, (
+            f"tested at step {step} of {total} (unfinished): rerun the same --mode train "
+            "command to finish it (it tests at the end)")
+    return settings, None
+
+
+def _old_total(settings: dict, report: dict) -> int | None:
+    """The schedule's length of a test.json written before it recorded it: --steps, or
+    --epochs x the steps per epoch of its training counts; None when unknown (LNL)."""
+    if settings.get("steps") is not None:
+        return int(settings["steps"])
+    counts = report.get("train_counts")
+    batch = settings.get("batch_size")
+    if settings.get("method") == "lnl" or not isinstance(counts, list) or not batch:
+        return None
+    try:
+        return int(settings["epochs"]) * max(1, int(sum(counts)) // int(batch))
+    except (TypeError, ValueError):
+        return None
+
+
+def _meta_measurement(run_dir: Path, config: dict, path: Path, warnings: list[str],
+                      apart: list[Apart]) -> Measurement | None:
     report = _read_json(path, warnings, dict)
     if report is None:
+        return None
+    config, reason = judge("meta", run_dir, config, report, path)
+    if reason is not None:
+        apart.append(Apart(path, reason))
         return None
     try:
         settings = {**config, "train_n_steps": config.get("n_steps"),
@@ -103,16 +276,35 @@ def _meta_measurement(run_dir: Path, config: dict, path: Path,
 
 
 BIASED_SCORES = ("accuracy", "balanced_accuracy", "tail_recall")
+# LNL's test.json: accuracy on its variant's test set (colour-shuffled, gray for --gray),
+# both test sets, and the colour a probe still reads from f
+LNL_SCORES = ("accuracy", "colour_shuffled_accuracy", "gray_accuracy", "probe_accuracy")
 
 
-def _biased_measurement(run_dir: Path, config: dict, path: Path,
-                        warnings: list[str]) -> Measurement | None:
+def lnl_variant(settings: dict) -> str:
+    """train_lnl.variant_of on a config dict (for test.json files without "variant")."""
+    if settings.get("gray"):
+        return "gray"
+    return "baseline" if settings.get("lnl_lambda") == 0 and settings.get("grl_factor") == 0 \
+        else "lnl"
+
+
+def _biased_measurement(run_dir: Path, config: dict, path: Path, warnings: list[str],
+                        apart: list[Apart]) -> Measurement | None:
     result = _read_json(path, warnings, dict)
     if result is None:
         return None
+    family = "lnl" if config.get("method") == "lnl" else "biased"
+    config, reason = judge(family, run_dir, config, result, path)
+    if reason is not None:
+        apart.append(Apart(path, reason))
+        return None
+    if family == "lnl":
+        config = {**config, "variant": result.get("variant") or lnl_variant(config)}
     try:
         # fractions in test.json; percent here, as the meta-learning tables
-        scores = {k: (100.0 * float(result[k]), None) for k in BIASED_SCORES
+        scores = {k: (100.0 * float(result[k]), None)
+                  for k in (LNL_SCORES if family == "lnl" else BIASED_SCORES)
                   if result.get(k) is not None}
     except (TypeError, ValueError) as error:
         warnings.append(f"skipped {path}: a score is not a number ({error})")
@@ -120,7 +312,7 @@ def _biased_measurement(run_dir: Path, config: dict, path: Path,
     if "accuracy" not in scores:
         warnings.append(f"skipped {path}: no 'accuracy' (not a --mode test result)")
         return None
-    return Measurement("biased", run_dir, path, config, scores, int(config.get("seed", 0)))
+    return Measurement(family, run_dir, path, config, scores, int(config.get("seed", 0)))
 
 
 def collect(root: Path, progress: bool = False) -> Collection:
@@ -144,13 +336,15 @@ def collect(root: Path, progress: bool = False) -> Collection:
         if family == "biased":
             test = run_dir / BIASED_TEST
             if test.is_file():
-                m = _biased_measurement(run_dir, config, test, found.warnings)
+                found.n_tests += 1
+                m = _biased_measurement(run_dir, config, test, found.warnings, found.apart)
                 if m is not None:
                     found.measurements.append(m)
             continue
         for path in sorted(run_dir.iterdir()):
             if TEST_NAME.match(path.name):
-                m = _meta_measurement(run_dir, config, path, found.warnings)
+                found.n_tests += 1
+                m = _meta_measurement(run_dir, config, path, found.warnings, found.apart)
                 if m is not None:
                     found.measurements.append(m)
     return found

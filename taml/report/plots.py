@@ -98,7 +98,7 @@ def _biased_panels(run_dir: Path) -> dict[str, tuple]:
 def learning_curves(table: Table, row: Row, path: Path) -> bool:
     """One PNG for one row (a group of runs, one line per seed); False when no run of the
     row has any curve to draw."""
-    read = _biased_panels if table.family == "biased" else _meta_panels
+    read = _meta_panels if table.family == "meta" else _biased_panels
     runs = [(m.seed, m.run_dir, read(m.run_dir)) for m in row.measurements]
     titles = list(dict.fromkeys(t for _, _, panels in runs for t in panels))
     if not titles:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from taml.report.collect import Apart
 from taml.report.tables import Cell, Table, column_header
 
 CSV_COLUMNS = ("table", "title", "family", "row", "method", "published", "column", "mean",
@@ -21,7 +22,8 @@ def format_cell(cell: Cell | None) -> str:
     return text + (f" (n={cell.n})" if cell.n > 1 or cell.kind == "value" else "")
 
 
-def markdown(tables: list[Table], notes: list[str], warnings: list[str]) -> str:
+def markdown(tables: list[Table], notes: list[str], warnings: list[str],
+             apart: list[Apart] = ()) -> str:
     lines = ["# Results", "",
              "Cells: accuracy in percent. One seed: mean ± 95% CI over the test episodes; "
              "n seeds: mean ± standard deviation over the seeds (n shown). Rows marked "
@@ -42,6 +44,11 @@ def markdown(tables: list[Table], notes: list[str], warnings: list[str]) -> str:
             lines.append("")
     if notes:
         lines += ["## Runs kept apart", ""] + [f"- {n}" for n in notes] + [""]
+    if apart:
+        lines += ["## Not pooled", "",
+                  "Test results read but left out of the tables: one finished test of the "
+                  "run's own configuration per seed is pooled.", ""]
+        lines += [f"- {a.path}: {a.reason}" for a in apart] + [""]
     if warnings:
         lines += ["## Files skipped", ""] + [f"- {w}" for w in warnings] + [""]
     return "\n".join(lines)

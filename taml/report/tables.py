@@ -5,7 +5,10 @@ queries, test inner steps, training schedule, ...); within it a *row* is one lea
 switch combination, and the test's MC samples); the seeds of a row are pooled. Settings that
 change nothing measured (seed, folder, device, logging, checkpoint and validation schedule,
 number of test episodes) are ignored. Runs that differ in anything else are kept apart, and
-the report says in what.
+the report says in what. A row pools one test per seed (:func:`select`; collect has left
+out what is not a finished test of the run's own configuration). LNL's runs get a table of
+their own (per dataset and σ², one row per variant) with its columns: accuracy on its test
+set, colour-shuffled and gray accuracy, and the colour probe.
 
 A cell is, for one seed, that test's mean ± 95% CI over episodes; for n seeds, the mean of the
 seeds' accuracies ± their standard deviation (ddof 1), with n.
@@ -28,17 +31,19 @@ from taml.episodic.learners import (
     method_title,
     switches_on,
 )
-from taml.report.collect import BIASED_SCORES, Measurement
+from taml.report.collect import (
+    BIASED_SCORES,
+    IGNORED,
+    LNL_ROW_SETTINGS,
+    LNL_SCORES,
+    LNL_SETTINGS,
+    Apart,
+    Measurement,
+)
 from taml.report.published import CITATION, RESULTS, published_setting
 
-IGNORED = {
-    "meta": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
-             "save_freq", "log_freq", "print_freq", "task_batching", "shards",
-             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard", "family"},
-    "biased": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
-               "eval_every", "log_every", "save_every", "family", "tensorboard"},
-}
 ROW_FIELDS = {
+    "lnl": LNL_ROW_SETTINGS,
     "meta": ("alpha_on", "omega_on", "gamma_on", "z_on", "n_mc_samples", "inner_lr",
              "first_order"),
     "biased": ("method", "meta_lr", "meta_every", "lookahead_lr", "focal_gamma",
@@ -49,9 +54,15 @@ ROW_FIELDS = {
 MAIN_METHODS = tuple(LEARNERS)  # Table 1's rows
 ABLATION_ENDS = (meta_sgd.NAME, bayesian_taml.NAME)  # each ablation table's first and last
 META_ORDER = (maml.NAME, meta_sgd.NAME, *ABLATIONS, bayesian_taml.NAME)
-BIASED_ORDER = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
+BIASED_ORDER = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet")
+LNL_ORDER = ("baseline", "gray", "lnl")  # LNL's table: its variants (train_lnl.variant_of)
+LNL_LABELS = {"baseline": "baseline (no unlearning)", "gray": "gray (trained on gray)",
+              "lnl": "LNL"}
 BIASED_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.",
-                "tail_recall": "tail recall"}
+                "tail_recall": "tail recall",
+                "colour_shuffled_accuracy": "colour-shuffled acc.",
+                "gray_accuracy": "gray acc.",
+                "probe_accuracy": "colour probe on f (lower: less colour)"}
 
 
 @dataclass(frozen=True)
@@ -104,9 +115,14 @@ def aggregate(values: list[tuple[float, float | None]]) -> Cell:
 
 def _keys(m: Measurement) -> tuple[tuple, tuple]:
     """(table key, row key): sorted (name, value) pairs of the settings that matter."""
-    settings = {k: v for k, v in m.settings.items() if k not in IGNORED[m.family]}
+    if m.family == "lnl":  # the flags LNL reads, not the long-tail ones it records
+        settings = {k: m.settings.get(k) for k in LNL_SETTINGS + LNL_ROW_SETTINGS}
+    else:
+        settings = {k: v for k, v in m.settings.items() if k not in IGNORED[m.family]}
     if m.family == "meta" and settings.get("alpha_on"):
         settings["inner_lr"] = None  # Meta-SGD's learned step sizes replace it
+    if m.family == "biased" and settings.get("steps") is not None:
+        settings["epochs"] = None  # --steps sets the length; --epochs did nothing
     row_fields = ROW_FIELDS[m.family]
     table = tuple(sorted((k, v) for k, v in settings.items() if k not in row_fields))
     row = tuple((k, settings.get(k)) for k in row_fields)
@@ -114,15 +130,37 @@ def _keys(m: Measurement) -> tuple[tuple, tuple]:
 
 
 def method_of(m: Measurement) -> str:
+    if m.family == "lnl":
+        return str(m.settings.get("variant", "lnl"))
     if m.family == "biased":
         return str(m.settings.get("method", "?"))
     return method_name(switches_on(m.settings))
 
 
 def method_label(method: str, family: str) -> str:
+    if family == "lnl":
+        return LNL_LABELS.get(method, method)
     if family == "biased":
         return method
     return method_title(method)  # e.g. 'switches omega, gamma' for taml_omega_gamma
+
+
+def select(measurements: list[Measurement]) -> tuple[list[Measurement], list[Apart]]:
+    """One test per seed of a configuration: the first (in path order) of each (table,
+    row, seed); the others (the same run twice, e.g. a copied folder) are listed apart."""
+    first: dict[tuple, Measurement] = {}
+    kept, apart = [], []
+    for m in measurements:
+        key = (m.family, _keys(m), m.seed)
+        if key in first:
+            apart.append(Apart(m.test_file, (
+                f"seed {m.seed} of this configuration is counted already from "
+                f"{first[key].run_dir}: one test per seed (a copy of that run, or the same "
+                "seed trained twice)")))
+            continue
+        first[key] = m
+        kept.append(m)
+    return kept, apart
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -138,7 +176,7 @@ def _show(value) -> str:
 
 
 def _method_rank(method: str, family: str) -> tuple:
-    order = BIASED_ORDER if family == "biased" else META_ORDER
+    order = {"biased": BIASED_ORDER, "lnl": LNL_ORDER}.get(family, META_ORDER)
     return (order.index(method) if method in order else len(order), method)
 
 
@@ -184,6 +222,9 @@ def _published_rows(settings: dict, methods: list[str]) -> list[Row]:
 
 
 def _title(family: str, settings: dict) -> str:
+    if family == "lnl":
+        return (f"LNL: coloured {settings.get('dataset')}, σ² {settings.get('color_var')} "
+                "(accuracy on the colour-shuffled / gray test sets)")
     if family == "biased":
         bias = settings.get("bias")
         detail = {"long_tail": f"imbalance factor {settings.get('imbalance_factor')}",
@@ -199,9 +240,9 @@ def _title(family: str, settings: dict) -> str:
 
 
 def _columns(family: str, settings: dict, rows: list[Row]) -> list[str]:
-    if family == "biased":
+    if family in ("biased", "lnl"):
         present = {c for r in rows for c in r.cells}
-        return [c for c in BIASED_SCORES if c in present]
+        return [c for c in (LNL_SCORES if family == "lnl" else BIASED_SCORES) if c in present]
     order = [f"id/{n}" for n in settings.get("id_dataset") or ()]
     order += [f"ood/{n}" for n in settings.get("ood_dataset") or ()]
     extra = sorted({c for r in rows for c in r.cells} - set(order))
@@ -215,11 +256,12 @@ def build_tables(measurements: list[Measurement]) -> tuple[list[Table], list[str
     for m in measurements:
         groups[(m.family, _keys(m)[0])].append(m)
     tables: list[Table] = []
-    for (family, key) in sorted(groups, key=lambda k: (k[0] != "meta", repr(k[1]))):
+    order = ("meta", "biased", "lnl")
+    for (family, key) in sorted(groups, key=lambda k: (order.index(k[0]), repr(k[1]))):
         settings = dict(key)
         notes: list[str] = []
         rows = _rows(groups[(family, key)], family, notes)
-        if family == "biased":
+        if family != "meta":
             tables.append(Table(_title(family, settings), family, settings,
                                 _columns(family, settings, rows), rows, notes))
             continue
