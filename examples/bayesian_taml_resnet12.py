@@ -6,7 +6,7 @@ episodes come from your own data; here a stand-in of random class templates plus
 keeps the script self-contained. Tiny by default (CPU seconds); `--channels 64 160 320 640
 --size 84` is the standard ResNet-12 at miniImageNet's size (use a GPU).
 
-    python examples/bayesian_taml_resnet12.py --iterations 30
+    python examples/bayesian_taml_resnet12.py --iterations 300
 """
 
 import argparse

@@ -4,7 +4,7 @@ K-shot episodes drawn from it, and a plain PyTorch loop.
 Here the tensor is scikit-learn's handwritten digits (1,797 real 8x8 images, no download;
 classes 0-6 to meta-train, 7-9 to meta-test): replace `images, labels` with yours.
 
-    python examples/maml_on_your_tensors.py --iterations 200
+    python examples/maml_on_your_tensors.py --iterations 100
 """
 
 import argparse

@@ -1,5 +1,5 @@
 """The biased-data methods as objects for a user's own training loop (re-exported from
-:mod:`taml`; contracts in docs/api_biased.md).
+:mod:`taml`; contracts in docs/api.md).
 
 Each object holds the user's ``nn.Module`` and optimiser (and the method's meta-learned
 state) and performs one training step of its method::

@@ -19,7 +19,7 @@ the switches of each method; the equations are in ``learners/maml.py``, ``meta_s
 z modulates every conv and linear layer's output channels (kernels × (1 + z_w), biases +
 z_b), γ scales each of those layers' steps and the classifier's, ω weights each class's
 loss. The contract of every entry (shapes, what the outer gradient flows through, what is
-changed in place) is docs/api_episodic.md's.
+changed in place) is docs/api.md's.
 """
 
 from __future__ import annotations
