@@ -13,6 +13,7 @@ a user's unbalanced folder). The tail is the smallest third of the classes by tr
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -156,7 +157,9 @@ def training_record(config: dict, total: int, changes: list) -> dict:
     """What test.json says about the model tested, for the report: the config it was
     trained with (the checkpoint's), the schedule's length (``step`` below it: an unfinished
     run) and the flags changed on resume."""
-    return {"total_steps": total, "trained_config": config, "changes": changes}
+    # as JSON holds it (tuples as lists): the returned report equals the written file
+    return {"total_steps": total, "trained_config": json.loads(json.dumps(config)),
+            "changes": changes}
 
 
 def write_test_report(cfg: BiasedConfig, model: torch.nn.Module, normalise: Normalise, data,

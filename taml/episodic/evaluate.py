@@ -128,7 +128,9 @@ def _training_record(savedir: Path, tested: Path, state: dict) -> dict:
             state = checkpoint.load(latest, "cpu", family="episodic")
         except checkpoint.CheckpointError:
             pass
-    return {"trained_iterations": state["iteration"], "trained_config": state["config"],
+    # as JSON holds it (tuples as lists): the returned report equals the written file
+    config = json.loads(json.dumps(state["config"]))
+    return {"trained_iterations": state["iteration"], "trained_config": config,
             "changes": state.get("changes", [])}
 
 

@@ -73,9 +73,11 @@ class Collection:
 IGNORED = {
     "meta": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
              "save_freq", "log_freq", "print_freq", "task_batching", "shards",
-             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard", "family"},
+             "n_test_episodes", "val_freq", "n_val_episodes", "tensorboard", "family",
+             "force"},
     "biased": {"seed", "savedir", "device", "gpu_id", "progress", "data_root", "mode",
-               "eval_every", "log_every", "save_every", "family", "tensorboard"},
+               "eval_every", "log_every", "save_every", "family", "tensorboard", "force",
+               "chance_check"},
 }
 # LNL's runs (their own table) depend on these flags only; the long-tail / noise /
 # binary flags a config also records do nothing to them
