@@ -61,11 +61,15 @@ def finished_run(data_root, tmp_path_factory):
     return savedir
 
 
+def copied(run: Path, target: Path) -> Path:
+    """A copy of a session's finished run, for a test that touches it."""
+    shutil.copytree(run, target)
+    return target
+
+
 @pytest.fixture
 def run_copy(finished_run, tmp_path):
-    target = tmp_path / "run"
-    shutil.copytree(finished_run, target)
-    return target
+    return copied(finished_run, tmp_path / "run")
 
 
 def args(data_root, savedir, *extra) -> list[str]:
@@ -588,9 +592,7 @@ def finished_biased(glyph_root, tmp_path_factory):
 
 @pytest.fixture
 def biased_copy(finished_biased, tmp_path):
-    target = tmp_path / "biased_run"
-    shutil.copytree(finished_biased, target)
-    return target
+    return copied(finished_biased, tmp_path / "biased_run")
 
 
 @pytest.mark.parametrize("extra, fragments", [
@@ -897,9 +899,7 @@ def biased_args(folder, data_root, savedir, *extra) -> list[str]:
 
 @pytest.fixture
 def folder_run_copy(folder_run, tmp_path):
-    target = tmp_path / "run"
-    shutil.copytree(folder_run, target)
-    return target
+    return copied(folder_run, tmp_path / "run")
 
 
 def biased_again(savedir: Path, *extra, mode="train") -> tuple[int, str]:

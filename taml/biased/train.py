@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -230,15 +231,16 @@ def _step(cfg, world, run: _Run, step: int) -> tuple[dict[str, float], object]:
         [torch.isfinite(g).all() for g in grads]).all()
     # the chance watch's tally, from the logits the step computed anyway (no extra forward)
     logits = out.logits.detach()
-    seen = F.one_hot(y, logits.shape[1]).double()
+    hits = logits.argmax(1) == y
+    classes = logits.shape[1]
     statistics = {"loss_sum": out.loss.detach().double() * len(y),
-                  "correct": (out.logits.argmax(1) == y).double().sum(),
+                  "correct": hits.double().sum(),
                   "examples": torch.tensor(float(len(y)), dtype=torch.float64,
                                            device=y.device),
                   "weight_on_corrupted": (weights * corrupted).sum(),
                   "weight": weights.sum(), "non_finite": (~finite).double(),
-                  "class_correct": (seen * (logits.argmax(1) == y).double()[:, None]).sum(0),
-                  "class_seen": seen.sum(0),
+                  "class_correct": torch.bincount(y[hits], minlength=classes).double(),
+                  "class_seen": torch.bincount(y, minlength=classes).double(),
                   "ce_sum": F.cross_entropy(logits.float(), y, reduction="sum").double(),
                   "spread_sum": output_spread(logits).double() * len(y)}
     # one collective for the gradients (averaged: each rank's loss is a mean over an equal
@@ -307,10 +309,7 @@ def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
             if step % cfg.log_every == 0:  # a closing line keeps its window (above)
                 window.reset()
         if at_chance is not None and cfg.chance_check:
-            message = chance_message(cfg.method, at_chance)
-            records.log.line(f"stopped: {message}")
-            records.close()
-            raise TrainingDiverged(message)
+            stop_at_chance(records, cfg.method, at_chance)
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(run, data, world, step, records, cfg.bias == "binary"))
             records.write_json("eval.json", evals)
@@ -351,6 +350,14 @@ CHANCE_ADVICE = {
            "--grl_factor)",
 }
 GENERIC_ADVICE = "the step is too large for this network; lower --lr"
+
+
+def stop_at_chance(records: RunRecords, method: str, epoch: EpochAtChance) -> NoReturn:
+    """Ends a run stuck at chance (both loops): the line in train.log, then the error."""
+    message = chance_message(method, epoch)
+    records.log.line(f"stopped: {message}")
+    records.close()
+    raise TrainingDiverged(message)
 
 
 def chance_message(method: str, epoch: EpochAtChance) -> str:

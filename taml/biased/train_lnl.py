@@ -43,7 +43,7 @@ from taml.biased.evaluate import (
 )
 from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RECORDS, RunRecords, check_batch_size, kept_checkpoint
-from taml.biased.train import replace_previous
+from taml.biased.train import replace_previous, stop_at_chance
 from taml.run import checkpoint, compat
 from taml.run.chance import ChanceWatch, output_spread
 from taml.run.distributed import SINGLE
@@ -225,12 +225,7 @@ def _train(cfg: BiasedConfig, data: LNLData, records: RunRecords, device,
             if step % cfg.log_every == 0:  # a closing line keeps its window (above)
                 window.reset()
         if at_chance is not None and cfg.chance_check:
-            from taml.biased.train import chance_message
-
-            message = chance_message("lnl", at_chance)
-            records.log.line(f"stopped: {message}")
-            records.close()
-            raise TrainingDiverged(message)
+            stop_at_chance(records, "lnl", at_chance)
         if due(step, cfg.eval_every, total):
             evals.append(_evaluate(model, data, variant, step, records))
             records.write_json("eval.json", evals)

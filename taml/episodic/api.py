@@ -57,6 +57,12 @@ class MetaObjective:
     balancing: dict[str, torch.Tensor]
 
 
+def _objective(loss: torch.Tensor, per_task: dict, outputs) -> MetaObjective:
+    """The :class:`MetaObjective` of the learner's loss, per-task terms and outputs."""
+    return MetaObjective(loss, per_task["cross_entropy"], per_task["kl"],
+                         per_task["accuracy"], outputs.query_logits, outputs.balancing)
+
+
 def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support_mask) -> Tasks:
     """The meta-batch as :class:`Tasks`, checked: ValueError naming the argument to fix."""
     if support_x.dim() != 5 or query_x.dim() != 5:
@@ -121,8 +127,7 @@ class EpisodicLearner(MetaLearner):
         tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
         outputs = self(tasks, sample=True, generator=generator, task_batching=task_batching)
         loss, per_task = meta_objective(outputs, tasks, kl_sizes)
-        return MetaObjective(loss, per_task["cross_entropy"], per_task["kl"],
-                             per_task["accuracy"], outputs.query_logits, outputs.balancing)
+        return _objective(loss, per_task, outputs)
 
     def backward_meta_objective(
         self,
@@ -145,8 +150,7 @@ class EpisodicLearner(MetaLearner):
         tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
         loss, per_task, outputs = self.meta_backward(tasks, generator, kl_sizes, scale,
                                                      task_batching)
-        return MetaObjective(loss, per_task["cross_entropy"], per_task["kl"],
-                             per_task["accuracy"], outputs.query_logits, outputs.balancing)
+        return _objective(loss, per_task, outputs)
 
     @torch.no_grad()
     def predict(
