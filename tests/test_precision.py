@@ -89,3 +89,43 @@ def test_precision_flag_is_checked():
     assert parse_config([]).precision == "fp32"
     with pytest.raises(SystemExit):
         parse_config(["--precision", "fp16"])
+
+
+@pytest.mark.parametrize(("capability", "bf16_flag", "amx", "native"), [
+    ("AVX2", True, True, False),      # ATEN_CPU_CAPABILITY=avx2, or an AVX2-only CPU
+    ("DEFAULT", False, False, False),
+    ("AVX512", False, False, False),  # AVX-512 without BF16 (oneDNN emulates: slower)
+    ("AVX512", True, False, True),
+    ("AVX512", False, True, True),
+])
+def test_native_bf16_is_read_from_what_pytorch_reports(monkeypatch, capability, bf16_flag,
+                                                        amx, native):
+    from taml.run import device as run_device
+    monkeypatch.setattr(run_device.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_flag,
+                        raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert run_device.cpu_has_native_bf16() is native
+    note = run_device.bf16_cpu_note(torch.device("cpu"))
+    assert (note is None) is native
+    if note:
+        assert note.startswith("note: --precision bf16") and capability in note
+        assert "slower than --precision fp32" in note
+    monkeypatch.setattr(run_device.platform, "machine", lambda: "aarch64")
+    assert run_device.cpu_has_native_bf16() is None  # not known: no note
+    assert run_device.bf16_cpu_note(torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_says_so_in_one_note(data_root, tmp_path, capsys,
+                                                               monkeypatch, native):
+    from taml.run import device as run_device
+    monkeypatch.setattr(run_device, "cpu_has_native_bf16", lambda: native)
+    meta_train(config(data_root, tmp_path / "run", "--n_train_iters", "1", "--precision",
+                      "bf16"))
+    notes = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("note: --precision bf16")]
+    assert len(notes) == (0 if native else 1)
+    meta_train(config(data_root, tmp_path / "fp32", "--n_train_iters", "1"))
+    assert "note: --precision" not in capsys.readouterr().err  # fp32: never

@@ -112,7 +112,9 @@ def test_benchmark_runs_quick(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "benchmarks/meta_iteration.py", "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        # a hang guard, not a speed requirement: ~50 s alone on one AVX2 thread (bf16
+        # without native kernels included)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x l2l" in done.stdout
@@ -270,6 +272,8 @@ def test_profile_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     ops = json.loads(out.read_text())["ops"]
     names = [row["op"] for row in ops]
-    assert "aten::mkldnn_convolution" in names or "aten::convolution_backward" in names
+    # the convolutions are in the profile, whatever kernel this CPU gives them (oneDNN's
+    # mkldnn_convolution, or _slow_conv2d_* for bf16 where the CPU has no native bf16)
+    assert any("conv" in name for name in names), names
     assert all(row["calls"] > 0 for row in ops) and sum(r["self_cpu_share"] for r in ops) <= 1
     assert "| op | self CPU % | calls |" in done.stdout
