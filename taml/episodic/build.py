@@ -27,13 +27,16 @@ from taml.run.seeds import Stream, numpy_stream, shard_generator, torch_stream
 
 
 def resolve_device(cfg: Config, world: World = SINGLE) -> torch.device:
-    """``--device`` / ``--gpu_id`` (under torchrun: GPU ``LOCAL_RANK``), one line if absent;
-    a note where ``--precision bf16`` would be slower than fp32 (a CPU without native bf16)."""
-    device = run_device.resolve_device(cfg.device, cfg.gpu_id, world)
+    """``--device`` / ``--gpu_id`` (under torchrun: GPU ``LOCAL_RANK``), one line if absent."""
+    return run_device.resolve_device(cfg.device, cfg.gpu_id, world)
+
+
+def note_precision(cfg: Config, device: torch.device, world: World = SINGLE) -> None:
+    """One ``note:`` line where ``--precision bf16`` is slower than fp32 (a CPU without native
+    bfloat16), once the run has passed its checks (a refusal stays one line)."""
     note = run_device.bf16_cpu_note(device) if cfg.precision == "bf16" else None
     if note and world.is_main:
         print(note, file=sys.stderr)
-    return device
 
 
 class ShardError(Refusal):

@@ -15,6 +15,7 @@ import torch
 from taml.data.episodes import EpisodeSampler
 from taml.episodic.build import (
     build_learner,
+    note_precision,
     resolve_device,
     samplers_for,
 )
@@ -152,6 +153,7 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     device = resolve_device(cfg, world)
     path, state, how = _load_checkpoint(savedir, device)
     check_meta_test(state["config"], cfg, savedir)
+    note_precision(cfg, device, world)
     samplers = {role: samplers_for(cfg, names, "test")
                 for role, names in (("id", cfg.id_dataset), ("ood", cfg.ood_dataset))}
     # the classes tested must be those held out when the run trained (folder: datasets)

@@ -29,6 +29,7 @@ from taml.episodic.balancing import BALANCING_FILE, balancing_record, plot_tende
 from taml.episodic.build import (
     RandomStreams,
     build_learner,
+    note_precision,
     resolve_device,
     samplers_for,
     shard_count,
@@ -293,6 +294,7 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
     cfg = replace(cfg, **run.initialised)  # recorded as the run started (the model is loaded)
     if run.finished:
         return run.finished
+    note_precision(cfg, device, world)
     latest = savedir / checkpoint.LATEST
     log = RunLog(savedir / "train.log" if world.is_main else os.devnull, echo=world.is_main)
     board = TensorBoard(savedir / "tensorboard" if cfg.tensorboard and world.is_main else None)
