@@ -11,7 +11,8 @@ every variant of the row starts from a copy of the same module (the same initial
 - ``l2l-maml``: learn2learn's MAML (``l2l.algorithms.MAML``) on the backbone plus a
   zero-initialised ``nn.Linear`` classifier, each task cut to its real support rows, the
   mean support cross-entropy, a backward per task (learn2learn's examples). It adapts every
-  parameter, batch norm's too, and runs ``F.batch_norm`` (the module's own forward);
+  parameter, batch norm's too, and runs ``F.batch_norm`` (the module's own forward; the
+  4-conv net's shift-only batch norm as :class:`ShiftOnlyBatchNorm`, the same function);
 - ``maml`` / ``maml-vmap``: our MAML (``MetaLearner.meta_backward``, as the trainer runs it)
   with ``task_batching`` loop (one task at a time, cut to its real rows, a backward per
   task) and vmap (the padded meta-batch at once, masks);
@@ -135,6 +136,31 @@ VARIANTS = {
 COMPILED = ("maml-compiled", "predict", "predict-compiled")  # --compile, first order only
 
 
+class ShiftOnlyBatchNorm(nn.Module):
+    """The 4-conv net's batch norm (a shift, no scale) for learn2learn: ``F.batch_norm``
+    without affine parameters, then the shift. Passed as ``F.batch_norm``'s bias without a
+    weight, the shift fails in the double backward ("Expected a proper Tensor but got None";
+    torch 2.14): the same function, written the way that second order can differentiate."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.bias, self.eps = norm.bias, norm.eps
+
+    def forward(self, x):
+        return (F.batch_norm(x, None, None, training=True, eps=self.eps)
+                + self.bias.view(1, -1, *([1] * (x.dim() - 2))))
+
+
+def for_learn2learn(module: nn.Module) -> nn.Module:
+    """``module`` with every scale-less batch norm as :class:`ShiftOnlyBatchNorm`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.weight is None:
+            setattr(module, name, ShiftOnlyBatchNorm(child))
+        else:
+            for_learn2learn(child)
+    return module
+
+
 class L2LModel(nn.Module):
     """The backbone plus a zero-initialised linear classifier, for learn2learn."""
 
@@ -161,7 +187,7 @@ class L2LStep:
                  precision: str, device):
         import learn2learn as l2l  # imports gym, which warns: only where it is used
 
-        self.model = L2LModel(backbone, features, row.way).to(device)
+        self.model = L2LModel(for_learn2learn(backbone), features, row.way).to(device)
         self.maml = l2l.algorithms.MAML(self.model, lr=0.5, first_order=first_order)
         self.optimizer = torch.optim.Adam(self.maml.parameters(), lr=1e-3)
         self.n_steps, self.precision = row.n_steps, precision
