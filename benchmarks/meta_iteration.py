@@ -4,6 +4,7 @@ and Bayesian TAML on the same backbone, for several backbones, second and first 
     .venv/bin/python benchmarks/meta_iteration.py [--rows conv4-32 cnn-8 ...]
         [--orders second first] [--repeats 3] [--warmup 1] [--precision fp32|bf16]
         [--device cpu|cuda] [--compile] [--no_memory] [--threads N] [--quick] [--json PATH]
+        [--max_shot N] [--query N] [--metabatch N] [--n_steps N]   (every row's episodes)
 
 Each row (:data:`ROWS`) is one backbone ``nn.Module`` at one input size and episode shape;
 every variant of the row starts from a copy of the same module (the same initial weights):
@@ -448,13 +449,18 @@ def main(argv=None) -> dict:
                    help="also the torch.compile variants (first order; compiling takes minutes)")
     p.add_argument("--no_memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    for field in ("max_shot", "query", "metabatch", "n_steps"):
+        p.add_argument(f"--{field}", type=int, default=None,
+                       help=f"every row's {field} (default: each row's own)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: the small CNN at 8 px, 2 tasks, 2 steps, 1 round")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--memory_pass", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    rows = ROWS
+    overrides = {k: getattr(args, k) for k in ("max_shot", "query", "metabatch", "n_steps")
+                 if getattr(args, k) is not None}
+    rows = {k: Row(**{**v.__dict__, **overrides}) for k, v in ROWS.items()}
     if args.quick:
         args.repeats, args.warmup = 1, 0
         if args.rows == list(ROWS):
