@@ -19,15 +19,20 @@ every variant of the row starts from a copy of the same module (the same initial
   task) and vmap (the padded meta-batch at once, masks);
 - ``bayesian-taml``: our Bayesian TAML (all four switches, loop); its speed-up is over
   learn2learn's MAML on the same backbone (learn2learn has no Bayesian TAML);
-- with ``--compile``, first order only: ``maml-compiled`` (our MAML's forward through
-  ``torch.compile``), and ``predict`` / ``predict-compiled`` (meta-test's adapted query
-  softmax, posterior means, under ``no_grad``; its speed-up is over eager ``predict``).
+- with ``--compile``: ``maml-compiled`` (our MAML's forward, inner loop included, through
+  ``torch.compile``, then one backward: second order too, since the inner gradients are
+  traced into the forward graph; its first meta-gradient is compared with eager ``maml``'s
+  and the relative error printed), and ``predict`` / ``predict-compiled`` (meta-test's
+  adapted query softmax, posterior means, under ``no_grad``; its speed-up is over eager
+  ``predict``). Compiling takes minutes per row, in the warm-up round.
 
 One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
 to ±3, Adam step (as taml.episodic.train). The variants run interleaved, round by round, on
 the same ``EpisodeBatch`` objects (random uint8 images laid out as a meta-train split: no
 dataset needed), in one process; the table gives medians over the rounds after the warm-up
 round(s), and each variant's speed-up over learn2learn's MAML of the same row and order.
+The JSON also keeps each median's process CPU time (``cpu_seconds``): with one thread on a
+loaded machine it is closer to the quiet machine's wall time than the wall time is.
 
 Peak memory, in a separate pass (``--no_memory`` skips it): CUDA,
 ``torch.cuda.max_memory_allocated`` over one iteration; CPU, the peak resident set (VmHWM,
@@ -134,7 +139,8 @@ VARIANTS = {
     "predict": "our MAML predict (meta-test)",
     "predict-compiled": "our MAML predict, torch.compile",
 }
-COMPILED = ("maml-compiled", "predict", "predict-compiled")  # --compile, first order only
+COMPILED = ("maml-compiled", "predict", "predict-compiled")  # --compile only
+PREDICT = ("predict", "predict-compiled")  # no meta-gradient: timed once, under "first"
 
 
 class ShiftOnlyBatchNorm(nn.Module):
@@ -225,6 +231,7 @@ class OursStep:
         # backpropagates inside: it is the eager reference's step)
         self.forward = torch.compile(self.learner) if compiled else self.learner
         self.compiled = compiled
+        self.first_gradient = None
 
     def __call__(self, batch: EpisodeBatch) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -234,6 +241,10 @@ class OursStep:
             F.cross_entropy(outputs.query_logits.transpose(1, 2), batch.query_labels).backward()
         else:
             self.learner.meta_backward(batch, self.generator, task_batching=self.task_batching)
+        if self.first_gradient is None:  # compiled against eager, on the first meta-batch
+            self.first_gradient = torch.cat([p.grad.detach().double().flatten().cpu()
+                                             for p in self.learner.parameters()
+                                             if p.grad is not None])
         clip_and_step(self.learner.parameters(), self.optimizer)
 
 
@@ -337,7 +348,7 @@ def make_steps(row: Row, args, device) -> dict[tuple[str, str], Callable]:
     for order in args.orders:
         first = order == "first"
         for name in args.variants:
-            if name in COMPILED and not (args.compile and first):
+            if (name in COMPILED and not args.compile) or (name in PREDICT and not first):
                 continue
             backbone = copy.deepcopy(template)
             if name == "l2l-maml":
@@ -360,6 +371,7 @@ def bench_row(row: Row, args, device: torch.device) -> dict:
     rng = np.random.default_rng(1)
     steps = make_steps(row, args, device)
     seconds = {key: [] for key in steps}
+    cpu_seconds = {key: [] for key in steps}
     for round_ in range(args.warmup + args.repeats):
         batch = sampler.sample(row.metabatch, rng).to(device)
         # a round's order rotates, so that no variant always runs after the same one
@@ -367,11 +379,12 @@ def bench_row(row: Row, args, device: torch.device) -> dict:
         keys = keys[round_ % len(keys):] + keys[:round_ % len(keys)]
         for key in keys:
             sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             steps[key](batch)
             sync(device)
             if round_ >= args.warmup:
                 seconds[key].append(time.perf_counter() - start)
+                cpu_seconds[key].append(time.process_time() - cpu_start)
     peaks = {}
     if args.memory_pass or device.type == "cuda":
         memory = PeakMemory(device)
@@ -381,12 +394,19 @@ def bench_row(row: Row, args, device: torch.device) -> dict:
                 step(batch)
             peaks[key] = memory.peak
     variants = {}
+    for order in args.orders:  # compiled against eager: the first meta-gradients
+        if ("maml-compiled", order) in steps:
+            eager = steps["maml", order].first_gradient
+            error = (steps["maml-compiled", order].first_gradient - eager).norm() / eager.norm()
+            print(f"{order} order, compiled MAML's first meta-gradient against eager's: "
+                  f"relative error {error:.1e}")
     for (name, order), times in seconds.items():
         median = statistics.median(times)
         reference = ("predict", order) if name == "predict-compiled" else ("l2l-maml", order)
         base = statistics.median(seconds[reference]) if reference in seconds else None
         variants.setdefault(order, {})[name] = {
             "seconds": median, "seconds_all": times,
+            "cpu_seconds": statistics.median(cpu_seconds[name, order]),
             "speed_up": base / median if base and name != "predict" else None,
             "peak_memory_mb": peaks[name, order] / 2**20 if (name, order) in peaks else None,
         }
@@ -446,7 +466,7 @@ def main(argv=None) -> dict:
                    help="every variant's (bf16: the backbone under autocast, learn2learn's too)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--compile", action="store_true",
-                   help="also the torch.compile variants (first order; compiling takes minutes)")
+                   help="also the torch.compile variants (compiling takes minutes per row)")
     p.add_argument("--no_memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     for field in ("max_shot", "query", "metabatch", "n_steps"):
@@ -489,7 +509,8 @@ def main(argv=None) -> dict:
                 for variant, cell in variants.items():
                     speed_up = f"{cell['speed_up']:.2f}x" if cell["speed_up"] else "-"
                     print(f"{name:<12} {order:<6} {variant:<17} {cell['seconds']:8.3f} s "
-                          f"{speed_up:>7}", flush=True)
+                          f"{speed_up:>7}  (process CPU {cell['cpu_seconds']:.3f} s)",
+                          flush=True)
     if device.type == "cpu" and not args.memory_pass and not args.no_memory:
         child_argv = [a for i, a in enumerate(argv)
                       if a != "--json" and (i == 0 or argv[i - 1] != "--json")]
