@@ -120,7 +120,8 @@ class EpisodicLearner(MetaLearner):
         first, padding last; None: every row is real), which keeps padding out of batch
         norm, of N and of the losses. ``generator``: the posterior samples' noise (one
         sample per task; Bayesian TAML only). ``task_batching``: ``vmap`` (every task at
-        once), ``loop`` (one at a time, padding cut off) or ``auto`` (vmap on a GPU).
+        once), ``loop`` (one at a time, padding cut off) or ``auto`` (vmap on a GPU and
+        for inputs of at most 16 x 16 pixels, the loop otherwise: docs/benchmarks.md).
         ``kl_sizes`` ``[T]``: the N of each task's KL / (N + M) (default: its real support
         size). Nothing is changed in place.
         """

@@ -20,6 +20,10 @@ from taml.episodic.learners.inference_net import InferenceNetwork
 from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
 
 ALPHA_INIT = 0.01  # the original's Meta-SGD initial step size, every entry
+# task_batching="auto" on CPU: vmap up to this many input pixels (H x W), the loop above.
+# Measured (benchmarks/meta_iteration.py, docs/benchmarks.md): vmap won at 8 x 8 (small CNN,
+# both orders), the loop at 28 x 28 and up (every backbone); 16 x 16 lies between, untimed
+VMAP_MAX_PIXELS_ON_CPU = 16 * 16
 
 
 @dataclass(frozen=True)
@@ -205,9 +209,11 @@ class MetaLearner(nn.Module):
     @staticmethod
     def _resolve_batching(task_batching: str, support_x: torch.Tensor) -> str:
         if task_batching == "auto":
-            # vmap's batched (grouped) convolutions are meant for a GPU; on CPU one task at a
-            # time, cut to its real rows, measured 3x faster (docs/benchmarks.md)
-            return "vmap" if support_x.is_cuda else "loop"
+            # docs/benchmarks.md#task-batching-auto: on CPU one task at a time, cut to its
+            # real rows, unless the inputs are so small that per-operation overhead
+            # dominates (vmap then runs each op once for every task); vmap on a GPU
+            small = support_x.shape[-2] * support_x.shape[-1] <= VMAP_MAX_PIXELS_ON_CPU
+            return "vmap" if support_x.is_cuda or small else "loop"
         if task_batching not in ("vmap", "loop"):
             raise ValueError(f"task_batching must be auto, vmap or loop, got {task_batching!r}")
         return task_batching
