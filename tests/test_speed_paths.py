@@ -212,6 +212,15 @@ def test_the_loop_path_frees_each_tasks_graph_before_the_next_task(batch, monkey
     assert events == ["task", "backward"] * batch.n_tasks + ["backward"]
 
 
+def test_auto_task_batching_takes_vmap_for_small_inputs_and_the_loop_above_on_cpu():
+    """The rule written from the benchmark (docs/benchmarks.md#task-batching-auto)."""
+    def choice(side):
+        return MetaLearner._resolve_batching("auto", torch.zeros(2, 5, 3, side, side))
+
+    assert (choice(8), choice(16), choice(17), choice(32)) == ("vmap", "vmap", "loop", "loop")
+    assert MetaLearner._resolve_batching("loop", torch.zeros(2, 5, 3, 8, 8)) == "loop"
+
+
 def test_native_batch_norm_equals_the_masked_one_to_second_order():
     """bf16 with every row real takes F.batch_norm; in float64 its values, gradients and
     second derivatives equal the plain-op masked version's (mask None and all ones)."""
