@@ -70,7 +70,7 @@ def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torc
 
 def adapt(
     params: Params,
-    bn_shifts: Params,
+    batch_norm: Params,
     step_sizes: Params | float,
     support_x: torch.Tensor,
     support_y: torch.Tensor,
@@ -85,7 +85,7 @@ def adapt(
 
     ``params``: the (z-modulated) initialisation: the backbone's adapted keys and
     ``dense_w``, ``dense_b``. ``backbone``: the pure function of those keys
-    (:mod:`taml.episodic.learners.backbone`); ``bn_shifts`` are its meta-learned, not
+    (:mod:`taml.episodic.learners.backbone`); ``batch_norm``: its meta-learned, not
     adapted, parameters (the batch-norm scales and shifts).
     ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
     ``support_x`` ``[N, C, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
@@ -120,7 +120,7 @@ def adapt(
                 for key, value in current.items()}
 
     def conv_features(conv: Params) -> torch.Tensor:
-        return backbone.features(conv, bn_shifts, support_x, support_mask, config.precision)
+        return backbone.features(conv, batch_norm, support_x, support_mask, config.precision)
 
     def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
         logits = feats @ dense["dense_w"] + dense["dense_b"]

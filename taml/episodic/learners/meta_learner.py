@@ -177,7 +177,7 @@ class MetaLearner(nn.Module):
         config = self.inner
         if n_steps is not None:
             config = replace(config, n_steps=n_steps)
-        bn_shifts = self.outer_params()
+        batch_norm = self.outer_params()
         functional = self.functional
 
         def one_task(values, xs, ys, mask, xq, query_mask):
@@ -189,10 +189,10 @@ class MetaLearner(nn.Module):
             if "z" in values:
                 params = functional.modulate(params, values["z"])
             scales = torch.exp(values["gamma"]) if "gamma" in values else None
-            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config, functional,
+            adapted = adapt(params, batch_norm, steps, xs, ys, mask, config, functional,
                             omega=values.get("omega"), layer_scales=scales,
                             zero_classifier=True)
-            return functional.forward(adapted, bn_shifts, xq, query_mask, config.precision)
+            return functional.forward(adapted, batch_norm, xq, query_mask, config.precision)
 
         return one_task
 
