@@ -228,8 +228,10 @@ class OursStep:
         self.generator = torch.Generator().manual_seed(0)
         self.task_batching = task_batching
         # the forward compiled, the backward as autograd runs it (meta_backward's loop
-        # backpropagates inside: it is the eager reference's step)
-        self.forward = torch.compile(self.learner) if compiled else self.learner
+        # backpropagates inside: it is the eager reference's step); dynamic shapes, since
+        # the loop path cuts every task to its own support size (static shapes recompiled
+        # per size until dynamo's recompile limit, then ran eager)
+        self.forward = torch.compile(self.learner, dynamic=True) if compiled else self.learner
         self.compiled = compiled
         self.first_gradient = None
 
@@ -255,7 +257,7 @@ class PredictStep:
         inner = InnerLoopConfig(row.n_steps, 0.5, False, precision)
         learner = MetaLearner(Switches(), row.image_size, row.way, row.max_shot, inner,
                               backbone).to(device)
-        self.learner = torch.compile(learner) if compiled else learner
+        self.learner = torch.compile(learner, dynamic=True) if compiled else learner
 
     def __call__(self, batch: EpisodeBatch) -> None:
         predictive_accuracy(self.learner, batch, 0, None, task_batching="loop")
