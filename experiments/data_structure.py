@@ -32,6 +32,7 @@ import torch
 
 from taml.episodic.build import build_learner, samplers_for
 from taml.episodic.config import Config
+from taml.episodic.resume import upgrade_learner_state
 from taml.run import checkpoint
 from taml.run.seeds import Stream, numpy_stream
 
@@ -83,7 +84,7 @@ def probe(run_dir: Path, n_episodes: int) -> dict:
                             else run_dir / checkpoint.LATEST, "cpu", family="episodic")
     cfg = saved_config(state["config"])
     trained = build_learner(cfg)
-    trained.load_state_dict(state["learner"])
+    trained.load_state_dict(upgrade_learner_state(state, trained)[0])  # runs of any version
     untrained = build_learner(cfg)  # the run's iteration-0 initialisation (same seed)
     result = {"run": str(run_dir), "method": cfg.method, "iteration": state["iteration"],
               "n_episodes": n_episodes, "sets": []}

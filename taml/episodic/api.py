@@ -120,7 +120,8 @@ class EpisodicLearner(MetaLearner):
         first, padding last; None: every row is real), which keeps padding out of batch
         norm, of N and of the losses. ``generator``: the posterior samples' noise (one
         sample per task; Bayesian TAML only). ``task_batching``: ``vmap`` (every task at
-        once), ``loop`` (one at a time, padding cut off) or ``auto`` (vmap on a GPU).
+        once), ``loop`` (one at a time, padding cut off) or ``auto`` (vmap on a GPU and
+        for inputs of at most 16 x 16 pixels, the loop otherwise: docs/benchmarks.md).
         ``kl_sizes`` ``[T]``: the N of each task's KL / (N + M) (default: its real support
         size). Nothing is changed in place.
         """
@@ -245,6 +246,7 @@ class BayesianTAML(EpisodicLearner):
         channels, size = _input(input_shape)
         super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
-                         omega_reads_statistics=omega_reads_statistics, seed=seed,
+                         omega_reads_statistics=omega_reads_statistics,
+                         generator=torch.Generator().manual_seed(seed),
                          sigma_init=sigma_init, backbone=backbone, in_channels=channels,
                          alpha_init=alpha_init)

@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="taml: log the training statistics every this many iterations")
     p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default=d.task_batching,
                    help="taml: tasks of a meta-batch together (vmap) or one by one (loop); "
-                        "auto = vmap on GPU, loop on CPU")
+                        "auto = vmap on GPU and for inputs of at most 16x16 pixels, loop "
+                        "otherwise (docs/benchmarks.md)")
     p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
                    help="taml: the base learner's conv blocks in float32, or in bfloat16 "
                         "under autocast (parameters, optimizer, inner-loop updates, "
