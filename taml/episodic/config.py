@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "picks best.pt (0 = posterior means, the original's)")
     p.add_argument("--seed", type=int, default=d.seed, help="taml: seed of every generator")
     p.add_argument("--data_root", default=d.data_root,
-                   help="taml: folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
+                   help="taml: folder of the dataset stores (default: $TAML_DATA_ROOT, else data/ "
+                        "in a checkout, else ~/.cache/taml/data)")
     p.add_argument("--image_size", type=int, default=d.image_size,
                    help="taml: image size of folder:PATH datasets (default 32)")
     p.add_argument("--sampler_mode", choices=list(SAMPLER_MODES), default=d.sampler_mode,
