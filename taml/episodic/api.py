@@ -245,6 +245,7 @@ class BayesianTAML(EpisodicLearner):
         channels, size = _input(input_shape)
         super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
-                         omega_reads_statistics=omega_reads_statistics, seed=seed,
+                         omega_reads_statistics=omega_reads_statistics,
+                         generator=torch.Generator().manual_seed(seed),
                          sigma_init=sigma_init, backbone=backbone, in_channels=channels,
                          alpha_init=alpha_init)

@@ -16,6 +16,7 @@ from taml.data.episodes import EpisodeSampler
 from taml.data.loading import load_dataset_split
 from taml.data.registry import get_spec
 from taml.episodic.config import Config, image_size_of
+from taml.episodic.learners.conv4 import Conv4
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import MetaLearner, Switches
 from taml.episodic.learners.resnet12 import ResNet12
@@ -65,13 +66,13 @@ def samplers_for(cfg: Config, names: tuple[str, ...], split: str) -> dict[str, E
             if split in get_spec(n, cfg.image_size).splits}
 
 
-def build_backbone(cfg: Config) -> nn.Module | None:
-    """``--backbone``'s body: None for conv4, which the learner runs as its pure function
-    (``theta``, ``bn_shifts``: the parameter names of every run folder since the first;
-    ``tests/test_api_episodic.py`` holds it equal to the ``conv4.Conv4`` module's), or a
-    ResNet-12 whose kernels are drawn from ``--seed``."""
+def build_backbone(cfg: Config, generator: torch.Generator) -> nn.Module:
+    """``--backbone``'s body: the 4-conv net with its kernels drawn from ``generator`` (the
+    learner's, seeded by ``--seed``: the inference network's draws follow them, as in every
+    run saved since the first), or a ResNet-12 whose kernels are drawn from their own
+    stream of ``--seed``."""
     if cfg.backbone == "conv4":
-        return None
+        return Conv4(generator=generator)
     return ResNet12(generator=torch_stream(cfg.seed, Stream.BACKBONE))
 
 
@@ -79,17 +80,18 @@ def build_learner(cfg: Config) -> MetaLearner:
     """The command line's learner: the same ``MetaLearner`` that the API's ``MAML``,
     ``MetaSGD`` and ``BayesianTAML`` configure (:mod:`taml.episodic.api`)."""
     switches = Switches(cfg.alpha_on, cfg.omega_on, cfg.gamma_on, cfg.z_on)
+    generator = torch.Generator().manual_seed(cfg.seed)
     return MetaLearner(
         switches,
         image_size=image_size_of(cfg),
         way=cfg.way,
         max_shot=cfg.max_shot,
         inner=InnerLoopConfig(cfg.n_steps, cfg.inner_lr, cfg.first_order, cfg.precision),
+        backbone=build_backbone(cfg, generator),
         # the original's multi-dataset encoder reads ω from the class statistics directly
         omega_reads_statistics=len(cfg.id_dataset) > 1,
-        seed=cfg.seed,
+        generator=generator,
         sigma_init=cfg.sigma_init,
-        backbone=build_backbone(cfg),
     )
 
 

@@ -25,6 +25,7 @@ from taml.episodic.resume import (
     check_classes,
     check_meta_test,
     dataset_classes,
+    upgrade_learner_state,
 )
 from taml.run import checkpoint
 from taml.run.distributed import SINGLE, World, gather_objects
@@ -157,7 +158,7 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     # the classes tested must be those held out when the run trained (folder: datasets)
     check_classes(state.get("classes"), dataset_classes(cfg), ("test",), savedir)
     learner = build_learner(cfg).to(device)
-    learner.load_state_dict(state["learner"])
+    learner.load_state_dict(upgrade_learner_state(state, learner)[0])
     learner.eval()
 
     # other test settings than the run's get their own files instead of overwriting

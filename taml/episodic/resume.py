@@ -10,7 +10,10 @@ it never trained on (:func:`check_classes`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from torch import nn
 
 from taml.data.registry import DatasetError, get_spec
 from taml.episodic.config import Config
@@ -125,3 +128,55 @@ def dataset_classes(cfg: Config) -> dict:
     return {name: {split: split_class_names(name, split, cfg.data_root, cfg.image_size)
                    for split in get_spec(name, cfg.image_size).splits}
             for name in dict.fromkeys(cfg.id_dataset + cfg.ood_dataset)}
+
+
+# --- checkpoints saved before the 4-conv net became a module (tests/old_runs.py) ----------
+
+# their learner's names of the 4-conv net's parameters -> the names of the Conv4 module's
+_CONV4_NAMES = (
+    (re.compile(r"^theta\.conv(\d)_w$"), r"backbone.conv\1.weight"),
+    (re.compile(r"^theta\.conv(\d)_b$"), r"backbone.conv\1.bias"),
+    (re.compile(r"^bn_shifts\.bn(\d)$"), r"backbone.bn\1.bias"),
+    (re.compile(r"^alpha\.conv(\d)_w$"), r"alpha.conv\1__weight"),
+    (re.compile(r"^alpha\.conv(\d)_b$"), r"alpha.conv\1__bias"),
+)
+
+
+def _conv4_module_name(name: str) -> str:
+    for pattern, replacement in _CONV4_NAMES:
+        if pattern.match(name):
+            return pattern.sub(replacement, name)
+    return name
+
+
+def upgrade_learner_state(state: dict, learner: nn.Module) -> tuple[dict, dict | None]:
+    """A checkpoint's ``learner`` and ``optimizer`` states as ``learner`` (today's) loads
+    them; a checkpoint of today's format is returned as it is.
+
+    Runs saved while the 4-conv net was a pure function (``theta.conv{l}_{w,b}``,
+    ``bn_shifts.bn{l}``, ``alpha.conv{l}_{w,b}``) get the :class:`Conv4` module's names,
+    its batch norms' running statistics as a new module has them (never read: batch norm
+    runs on each batch's statistics), and their optimiser's per-parameter states renumbered:
+    the optimiser numbers parameters in ``learner.parameters()``' order, which was θ's
+    sorted names (``conv1_b`` before ``conv1_w``) and is now the module's (weight before
+    bias).
+    """
+    saved, optimizer = state["learner"], state.get("optimizer")
+    if not any(key.startswith("theta.") for key in saved):
+        return saved, optimizer
+    renamed = {_conv4_module_name(k): v for k, v in saved.items()}
+    current = learner.state_dict()
+    running = {k: v for k, v in current.items() if k.startswith("backbone.bn")
+               and k.rsplit(".", 1)[1] in ("running_mean", "running_var",
+                                           "num_batches_tracked")}
+    names = [name for name, _ in learner.named_parameters()]
+    index = {name: i for i, name in enumerate(names)}
+    # the saved parameters in their (the optimiser's) order: the state's keys less buffers
+    order = [index[k] for k in renamed if k in index]
+    if optimizer is None:
+        return {**renamed, **running}, None
+    upgraded = {**optimizer,
+                "state": {order[i]: s for i, s in optimizer["state"].items()},
+                "param_groups": [{**group, "params": sorted(order[i] for i in group["params"])}
+                                 for group in optimizer["param_groups"]]}
+    return {**renamed, **running}, upgraded

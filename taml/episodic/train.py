@@ -36,7 +36,13 @@ from taml.episodic.build import (
 from taml.episodic.config import Config
 from taml.episodic.evaluate import episode_accuracies, predictor_label
 from taml.episodic.learners.meta_learner import kl_support_sizes
-from taml.episodic.resume import check_classes, check_resume, dataset_classes, initialised_with
+from taml.episodic.resume import (
+    check_classes,
+    check_resume,
+    dataset_classes,
+    initialised_with,
+    upgrade_learner_state,
+)
 from taml.run import checkpoint, compat, distributed
 from taml.run.compat import IncompatibleRun
 from taml.run.distributed import SINGLE, World
@@ -224,8 +230,9 @@ def _resume(cfg, world, savedir, device, learner, optimizer, streams, mine,
         return _Resumed(finished={"iteration": state["iteration"],
                                   "validation": state["validation"],
                                   "savedir": str(savedir), "finished": True})
-    learner.load_state_dict(state["learner"])
-    optimizer.load_state_dict(state["optimizer"])
+    learner_state, optimizer_state = upgrade_learner_state(state, learner)
+    learner.load_state_dict(learner_state)
+    optimizer.load_state_dict(optimizer_state)
     # the flag, not the saved rate: a lowered --meta_lr (the divergence advice) applies
     for group in optimizer.param_groups:
         group["lr"] = cfg.meta_lr

@@ -1,5 +1,5 @@
-"""Any ``nn.Module`` of conv / linear layers with batch norm, as the pure function the inner
-loop adapts (``torch.func.functional_call``), and the 4-conv net's own pure function.
+"""A backbone ``nn.Module`` as the pure function the inner loop adapts
+(``torch.func.functional_call``), and the batch norm every backbone runs inside the learners.
 
 A backbone maps inputs ``[N, C, H, W]`` to features ``[N, D]``; the learner adds the
 classifier ``features @ dense_w + dense_b`` (``dense_w`` ``[D, way]``, zero at the start of
@@ -14,14 +14,13 @@ every task, as the original's ``tf.zeros``). Its parameters split in two:
 
 Batch norm runs on the statistics of the batch it is given, over the real rows only
 (``mask``), at meta-test too (transductive, as the original), with plain tensor ops
-(:func:`taml.episodic.learners.conv4.masked_batch_norm`): ``F.batch_norm``'s batching rule
-gives wrong second-order meta-gradients under ``vmap`` (docs/architecture.md). The running
-statistics are neither read nor written. Any other parameter is refused: the inner loop
-would not know whether to adapt it.
+(:func:`masked_batch_norm`): ``F.batch_norm``'s batching rule gives wrong second-order
+meta-gradients under ``vmap`` (docs/architecture.md). The running statistics are neither
+read nor written. Any other parameter is refused: the inner loop would not know whether to
+adapt it.
 
-:class:`ModuleBackbone` wraps a module; :data:`CONV4` is the 4-conv net's pure function
-(``conv4.features``), which the command line's default learner runs, and which
-:class:`~taml.episodic.learners.conv4.Conv4` (the same net as an ``nn.Module``) equals.
+The command line's 4-conv net (:class:`~taml.episodic.learners.conv4.Conv4`), its ResNet-12
+and a user's module all run through :class:`ModuleBackbone`: one path, one benchmark.
 """
 
 from __future__ import annotations
@@ -31,14 +30,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-
-from taml.episodic.learners import conv4
 
 Params = dict[str, torch.Tensor]
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 BATCH_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+# --precision's names (the config's choices, taml.episodic.config.PRECISIONS) -> the
+# backbone's compute type under autocast (None: float32, no autocast); the classifier, the
+# losses and every parameter's gradient stay float32
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class BackboneError(ValueError):
@@ -54,108 +56,80 @@ class Layer:
     channels: int
 
 
-class FunctionalBackbone:
-    """What the inner loop needs of a backbone (see the two implementations below)."""
+def masked_batch_norm(
+    x: torch.Tensor, shift: torch.Tensor | None, mask: torch.Tensor | None, eps: float,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Normalise ``x`` ``[N, C, H, W]`` over (N, H, W), using the rows where ``mask`` ``[N]``
+    (float 0/1) is 1; then multiply by the learned per-channel ``scale`` (None: no scale, the
+    original's) and add the learned ``shift`` (None: none). ``x`` ``[N, C]`` or ``[N, C, L]``
+    (``nn.BatchNorm1d``) is normalised over its rows (and L) alike.
 
-    layers: tuple[Layer, ...]
+    ``mask`` None means every row is real. The masked sums are contractions (einsum), not
+    mask-multiply-then-sum (one pass over the activations instead of two). They work in
+    ``x``'s dtype; the row count stays in the mask's float32, where it is exact (in
+    bfloat16 250 x 84 x 84 rows would round).
 
-    @property
-    def adapted_keys(self) -> tuple[str, ...]:
-        return tuple(k for layer in self.layers for k in (layer.weight, layer.bias) if k)
-
-    @property
-    def n_layers(self) -> int:
-        """γ's size is this + 1 (the classifier's step)."""
-        return len(self.layers)
-
-    @property
-    def z_size(self) -> int:
-        """z: one kernel scale per output channel of every layer, then one bias shift per
-        output channel of every layer with a bias."""
-        return (sum(layer.channels for layer in self.layers)
-                + sum(layer.channels for layer in self.layers if layer.bias))
-
-    def layer_index(self, key: str) -> int:
-        """Which γ scales this key's step: its layer's index, ``n_layers`` for the
-        classifier's ``dense_w`` / ``dense_b``."""
-        return self._layer_of.get(key, self.n_layers)
-
-    @property
-    def _layer_of(self) -> dict[str, int]:
-        return {k: i for i, layer in enumerate(self.layers)
-                for k in (layer.weight, layer.bias) if k}
-
-    def modulate(self, params: Params, z: torch.Tensor) -> Params:
-        """z ``[z_size]`` applied to the layers' initialisation (the classifier is not)."""
-        out = dict(params)
-        at = 0
-        for layer in self.layers:
-            scale = z[at:at + layer.channels]
-            at += layer.channels
-            weight = params[layer.weight]
-            out[layer.weight] = weight * (1 + scale).view(-1, *([1] * (weight.dim() - 1)))
-        for layer in self.layers:
-            if layer.bias:
-                out[layer.bias] = params[layer.bias] + z[at:at + layer.channels]
-                at += layer.channels
-        return out
-
-    def features(self, params: Params, outer: Params, x: torch.Tensor,
-                 mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
-        """Features ``[N, D]`` of ``x`` ``[N, C, H, W]`` (``mask`` ``[N]``: the real rows;
-        None: all) under ``params`` (the adapted keys) and ``outer`` (batch norm's)."""
-        raise NotImplementedError
-
-    def forward(self, params: Params, outer: Params, x: torch.Tensor,
-                mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
-        """Logits ``[N, way]``: the features through ``params``' ``dense_w``, ``dense_b``."""
-        return (self.features(params, outer, x, mask, precision) @ params["dense_w"]
-                + params["dense_b"])
+    A bfloat16 ``x`` (``--precision bf16``) with every row real takes the native
+    ``F.batch_norm`` (:func:`native_batch_norm`): its fused kernels and C++ double backward
+    made a second-order MAML iteration (84x84, 2 tasks) about 20% faster than these plain
+    ops in bfloat16, and it accumulates the statistics in float32. Not in float32, where it
+    was no faster, and on the speed benchmark's random images its Meta-SGD meta-gradient was
+    100x further from float64's (relative error 6e-3 against 5e-5,
+    ``benchmarks/precision_error.py --data random``; equal on the synthetic data), so
+    float32 keeps these ops and its earlier results. Never under ``vmap``, whose
+    batch-norm batching rule gives wrong second-order meta-gradients
+    (tests/test_learners.py): the vmap path always passes a mask.
+    """
+    if x.dim() != 4:  # batch norm 1d: [N, C] or [N, C, L], as [N, C, L, 1]
+        flat = x.reshape(x.shape[0], x.shape[1], -1, 1)
+        return masked_batch_norm(flat, shift, mask, eps, scale).reshape(x.shape)
+    if mask is None and x.dtype == torch.bfloat16:
+        return native_batch_norm(x, shift, eps, scale)
+    spatial = x.shape[2] * x.shape[3]
+    if mask is None:
+        weight, count = x.new_ones(x.shape[0]), float(x.shape[0] * spatial)
+    else:
+        weight, count = mask.to(x.dtype), mask.sum() * spatial
+    mean = (torch.einsum("n,nchw->c", weight, x) / count).to(x.dtype)
+    centred = x - mean.view(1, -1, 1, 1)
+    var = torch.einsum("n,nchw->c", weight, centred * centred) / count
+    inverse_std = torch.rsqrt(var + eps).to(x.dtype)
+    if scale is not None:
+        inverse_std = inverse_std * scale.to(x.dtype)
+    out = centred * inverse_std.view(1, -1, 1, 1)
+    return out if shift is None else out + shift.to(x.dtype).view(1, -1, 1, 1)
 
 
-def modulate_init(params: Params, z_weight: torch.Tensor, z_bias: torch.Tensor) -> Params:
-    """Applies z (``[4, 32]`` each) to the 4-conv net's conv layers' initialisation."""
-    out = dict(params)
-    for l in range(conv4.N_BLOCKS):
-        out[f"conv{l + 1}_w"] = params[f"conv{l + 1}_w"] * (1 + z_weight[l]).view(-1, 1, 1, 1)
-        out[f"conv{l + 1}_b"] = params[f"conv{l + 1}_b"] + z_bias[l]
-    return out
+def native_batch_norm(x: torch.Tensor, shift: torch.Tensor | None, eps: float,
+                      scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.batch_norm`` on the batch's statistics (every row real), then the scale and the
+    shift."""
+    # scale and shift applied outside: F.batch_norm's double backward w.r.t. its bias fails
+    # without a weight ("Expected a proper Tensor but got None"; torch 2.14)
+    out = F.batch_norm(x, None, None, training=True, momentum=0.0, eps=eps)
+    if scale is not None:
+        out = out * scale.to(x.dtype).view(1, -1, 1, 1)
+    return out if shift is None else out + shift.to(x.dtype).view(1, -1, 1, 1)
 
 
-class Conv4Functional(FunctionalBackbone):
-    """The 4-conv net as ``conv4.features`` on a dict ``conv{1..4}_{w,b}`` (θ) and
-    ``bn{1..4}`` (the shifts): the command line's learner since the first version."""
-
-    layers = tuple(Layer(f"conv{l}_w", f"conv{l}_b", conv4.N_FILTERS)
-                   for l in range(1, conv4.N_BLOCKS + 1))
-
-    def modulate(self, params: Params, z: torch.Tensor) -> Params:
-        # the same ops as ever: z is [kernel scales of conv1..4, bias shifts of conv1..4]
-        half = z.shape[-1] // 2
-        return modulate_init(params, z[:half].view(conv4.N_BLOCKS, -1),
-                             z[half:].view(conv4.N_BLOCKS, -1))
-
-    def features(self, params, outer, x, mask, precision="fp32"):
-        return conv4.features(params, outer, x, mask, precision)
-
-    def forward(self, params, outer, x, mask, precision="fp32"):
-        return conv4.forward(params, outer, x, mask, precision)
-
-
-CONV4 = Conv4Functional()
+def autocast(x: torch.Tensor, precision: str) -> torch.autocast:
+    """The autocast region of ``--precision`` on ``x``'s device (disabled for fp32)."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(x.device.type, dtype=dtype or torch.bfloat16,
+                          enabled=dtype is not None)
 
 
 def _batch_norm_forward(module: nn.modules.batchnorm._BatchNorm, holder: dict):
     """A batch-norm layer's forward on the batch's real rows (``holder["mask"]``)."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return conv4.masked_batch_norm(x, module.bias, holder["mask"], eps=module.eps,
-                                       scale=module.weight)
+        return masked_batch_norm(x, module.bias, holder["mask"], module.eps, module.weight)
 
     return forward
 
 
-class ModuleBackbone(FunctionalBackbone):
+class ModuleBackbone:
     """A user's ``nn.Module`` (inputs ``[N, C, H, W]`` -> features ``[N, D]``, or any
     shape that flattens to ``[N, D]``), applied with ``functional_call`` on the adapted
     parameters. The module keeps its parameters: the learner registers it, so that its
@@ -183,9 +157,31 @@ class ModuleBackbone(FunctionalBackbone):
                     "layer: the inner loop adapts conv and linear layers and meta-learns "
                     "batch norm; build the backbone from those layers")
         self.layers = tuple(layers)
+        self.adapted_keys = tuple(k for layer in layers for k in (layer.weight, layer.bias) if k)
+        # which γ scales each key's step (the classifier's, n_layers, is the default)
+        self._layer_of = {k: i for i, layer in enumerate(layers)
+                          for k in (layer.weight, layer.bias) if k}
         self._batch_norms = [sub for sub in module.modules() if isinstance(sub, BATCH_NORM_TYPES)]
 
+    @property
+    def n_layers(self) -> int:
+        """γ's size is this + 1 (the classifier's step)."""
+        return len(self.layers)
+
+    @property
+    def z_size(self) -> int:
+        """z: one kernel scale per output channel of every layer, then one bias shift per
+        output channel of every layer with a bias."""
+        return (sum(layer.channels for layer in self.layers)
+                + sum(layer.channels for layer in self.layers if layer.bias))
+
+    def layer_index(self, key: str) -> int:
+        """Which γ scales this key's step: its layer's index, ``n_layers`` for the
+        classifier's ``dense_w`` / ``dense_b``."""
+        return self._layer_of.get(key, self.n_layers)
+
     def initialisation(self) -> Params:
+        """θ without the classifier: the adapted layers' parameters, in the module's order."""
         named = dict(self.module.named_parameters())
         return {k: named[k] for k in self.adapted_keys}
 
@@ -193,6 +189,21 @@ class ModuleBackbone(FunctionalBackbone):
         """The batch-norm scales and shifts (meta-learned, not adapted)."""
         adapted = set(self.adapted_keys)
         return {k: v for k, v in self.module.named_parameters() if k not in adapted}
+
+    def modulate(self, params: Params, z: torch.Tensor) -> Params:
+        """z ``[z_size]`` applied to the layers' initialisation (the classifier is not)."""
+        out = dict(params)
+        at = 0
+        for layer in self.layers:
+            scale = z[at:at + layer.channels]
+            at += layer.channels
+            weight = params[layer.weight]
+            out[layer.weight] = weight * (1 + scale).view(-1, *([1] * (weight.dim() - 1)))
+        for layer in self.layers:
+            if layer.bias:
+                out[layer.bias] = params[layer.bias] + z[at:at + layer.channels]
+                at += layer.channels
+        return out
 
     @contextlib.contextmanager
     def _masked_batch_norm(self, mask: torch.Tensor | None) -> Iterator[None]:
@@ -205,17 +216,31 @@ class ModuleBackbone(FunctionalBackbone):
             for bn in self._batch_norms:
                 del bn.forward
 
-    def features(self, params, outer, x, mask, precision="fp32"):
+    def features(self, params: Params, outer: Params, x: torch.Tensor,
+                 mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
+        """Features ``[N, D]`` of ``x`` ``[N, C, H, W]`` (``mask`` ``[N]``: the real rows;
+        None: all) under ``params`` (the adapted keys) and ``outer`` (batch norm's).
+
+        ``precision`` bf16: the module runs under autocast (its convolutions, batch norm and
+        their backward passes in bfloat16), and the features come back in the parameters'
+        dtype, so that the classifier, the losses and every gradient of a parameter
+        (autocast's casts route them back) are float32."""
         dtype = params[self.layers[0].weight].dtype
-        with self._masked_batch_norm(mask), conv4.autocast(x, precision):
+        with self._masked_batch_norm(mask), autocast(x, precision):
             out = functional_call(self.module, {**outer, **params}, (x,))
         return out.flatten(1).to(dtype)
 
+    def forward(self, params: Params, outer: Params, x: torch.Tensor,
+                mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
+        """Logits ``[N, way]``: the features through ``params``' ``dense_w``, ``dense_b``."""
+        return (self.features(params, outer, x, mask, precision) @ params["dense_w"]
+                + params["dense_b"])
 
-def feature_size(backbone: FunctionalBackbone, outer: Params, params: Params,
-                 input_shape: tuple[int, ...]) -> int:
+
+def feature_size(backbone: ModuleBackbone, input_shape: tuple[int, ...]) -> int:
     """D: the backbone's flattened feature length on inputs of ``input_shape`` (C, H, W)."""
+    params = backbone.initialisation()
     reference = params[backbone.layers[0].weight]
     x = torch.zeros(2, *input_shape, dtype=reference.dtype, device=reference.device)
     with torch.no_grad():
-        return backbone.features(params, outer, x, None).shape[1]
+        return backbone.features(params, backbone.outer_params(), x, None).shape[1]

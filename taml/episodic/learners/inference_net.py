@@ -115,7 +115,7 @@ class InferenceNetwork(nn.Module):
     It reads the support set at the backbone's input size (``image_size``: an int, or
     (H, W); ``in_channels``). ``gamma_size``: one γ per adapted layer of the backbone and
     one for the classifier (5 for the 4-conv net); ``z_size``: the backbone's
-    (:attr:`~taml.episodic.learners.backbone.FunctionalBackbone.z_size`, 256 for the 4-conv
+    (:attr:`~taml.episodic.learners.backbone.ModuleBackbone.z_size`, 256 for the 4-conv
     net).
 
     ``omega_reads_statistics``: ω's heads read s_c directly (the original's multi-dataset

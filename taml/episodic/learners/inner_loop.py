@@ -26,14 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vjp
 
-from taml.episodic.learners import conv4
-from taml.episodic.learners.backbone import (  # modulate_init: the 4-conv net's z, named here too
-    CONV4,
-    FunctionalBackbone,
-    modulate_init,  # noqa: F401
-)
+from taml.episodic.learners.backbone import ModuleBackbone
 
 Params = dict[str, torch.Tensor]
+DENSE_KEYS = ("dense_w", "dense_b")  # the classifier, which every backbone's features feed
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,7 @@ class InnerLoopConfig:
     n_steps: int
     inner_lr: float
     first_order: bool = False
-    precision: str = "fp32"  # the conv blocks' compute type (conv4.features)
+    precision: str = "fp32"  # the backbone's compute type (backbone.PRECISIONS)
 
 
 def per_class_losses(
@@ -72,21 +68,6 @@ def support_loss(class_losses: torch.Tensor, omega: torch.Tensor | None) -> torc
     return (torch.softmax(omega, dim=-1) * class_losses).sum()
 
 
-def classifier_starts_at_zero(params: Params) -> bool:
-    """Whether the first inner step's conv gradient is exactly zero, as a function of
-    everything the outer gradient flows through.
-
-    With ``dense_w`` = 0 the logits do not depend on the features, so ∂L/∂θ_conv = 0 for
-    any θ, α, γ, ω, z (and so are its derivatives). That needs ``dense_w`` to be a zero
-    *constant*: not requiring grad and not the input of a ``torch.func`` transform (else
-    ∂/∂dense_w of the conv gradient is not zero).
-    """
-    dense_w = params["dense_w"]
-    return (not dense_w.requires_grad
-            and not torch._C._functorch.is_functorch_wrapped_tensor(dense_w)
-            and not bool(torch.any(dense_w)))
-
-
 def adapt(
     params: Params,
     bn_shifts: Params,
@@ -95,35 +76,37 @@ def adapt(
     support_y: torch.Tensor,
     support_mask: torch.Tensor | None,
     config: InnerLoopConfig,
+    backbone: ModuleBackbone,
     omega: torch.Tensor | None = None,
     layer_scales: torch.Tensor | None = None,
-    exploit_zero_classifier: bool = True,
-    backbone: FunctionalBackbone | None = None,
+    zero_classifier: bool = False,
 ) -> Params:
     """Runs the inner loop for one task and returns the adapted parameters.
 
     ``params``: the (z-modulated) initialisation: the backbone's adapted keys and
     ``dense_w``, ``dense_b``. ``backbone``: the pure function of those keys
-    (:mod:`taml.episodic.learners.backbone`; None: the 4-conv net, keys
-    ``conv4.ADAPTED_KEYS``, ``bn_shifts`` its ``bn{1..4}``); ``bn_shifts`` are its
-    meta-learned, not adapted, parameters (a module's batch-norm scales and shifts).
+    (:mod:`taml.episodic.learners.backbone`); ``bn_shifts`` are its meta-learned, not
+    adapted, parameters (the batch-norm scales and shifts).
     ``step_sizes``: α per key (same shapes) or the scalar ``inner_lr``.
-    ``support_x`` ``[N, 3, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
+    ``support_x`` ``[N, C, H, W]``, ``support_y`` ``[N]``, ``support_mask`` ``[N]`` (0/1;
     None: every row is real, which lets bfloat16's batch norm take the native kernel; never
     under vmap).
     ``omega`` ``[way]`` or None; ``layer_scales`` ``[n_layers + 1]`` = exp(γ) or None
     (the classifier's last; 5 for the 4-conv net).
 
-    Each step runs the conv blocks once (``vjp``), takes the classifier's gradients and
-    the features' cotangent from the small head, then pulls the cotangent back through the
-    conv blocks. When the classifier starts at zero (:func:`classifier_starts_at_zero`),
-    step 1 moves the classifier only (the conv gradient is exactly zero), so step 2 reuses
-    step 1's features: one conv forward, backward and double backward fewer per task.
-    ``exploit_zero_classifier=False`` runs the plain loop (``grad`` of the whole support
-    loss, every step), the reference the tests compare with.
+    Each step runs the backbone once (``vjp``), takes the classifier's gradients and the
+    features' cotangent from the small head, then pulls the cotangent back through the
+    backbone. ``zero_classifier=True`` is the caller's promise that ``dense_w`` is a zero
+    *constant* (the learners' fixed initialisation: not requiring grad, not the input of a
+    ``torch.func`` transform): the logits then do not depend on the features, so step 1's
+    backbone gradient is exactly zero for any θ, α, γ, ω, z (and so are its derivatives);
+    step 1 moves the classifier only and step 2 reuses step 1's features: one backbone
+    forward, backward and double backward fewer per task. A promise rather than a check of
+    the values, which would read a tensor back to Python on every task (a device sync, and
+    a graph break under ``torch.compile``). tests/test_speed_paths.py compares both with the
+    plain loop (``grad`` of the whole support loss, every step).
     """
     way = params["dense_b"].shape[-1]
-    backbone = backbone or CONV4
 
     def step_size(key: str) -> torch.Tensor | float:
         step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
@@ -136,17 +119,6 @@ def adapt(
                                               else grads[key])
                 for key, value in current.items()}
 
-    if not exploit_zero_classifier:
-        def loss_fn(current: Params) -> torch.Tensor:
-            feats = backbone.features(current, bn_shifts, support_x, support_mask,
-                                      config.precision)
-            logits = feats @ current["dense_w"] + current["dense_b"]
-            return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
-
-        for _ in range(config.n_steps):
-            params = update(params, grad(loss_fn)(params))
-        return params
-
     def conv_features(conv: Params) -> torch.Tensor:
         return backbone.features(conv, bn_shifts, support_x, support_mask, config.precision)
 
@@ -154,9 +126,9 @@ def adapt(
         logits = feats @ dense["dense_w"] + dense["dense_b"]
         return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
 
-    conv = {k: v for k, v in params.items() if k not in conv4.DENSE_KEYS}  # the backbone's
-    dense = {k: params[k] for k in conv4.DENSE_KEYS}
-    conv_is_still = classifier_starts_at_zero(params) and config.n_steps > 0
+    conv = {k: v for k, v in params.items() if k not in DENSE_KEYS}  # the backbone's
+    dense = {k: params[k] for k in DENSE_KEYS}
+    conv_is_still = zero_classifier and config.n_steps > 0
     feats = pull_back = None
     for _ in range(config.n_steps):
         if feats is None:

@@ -13,8 +13,8 @@ from torch import nn
 from torch.func import vmap
 
 from taml.data.episodes import EpisodeBatch
-from taml.episodic.learners import conv4
-from taml.episodic.learners.backbone import CONV4, ModuleBackbone, feature_size
+from taml.episodic.learners.backbone import ModuleBackbone, feature_size
+from taml.episodic.learners.conv4 import images_to_input
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.inference_net import InferenceNetwork
 from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
@@ -79,15 +79,14 @@ class MetaLearner(nn.Module):
     step fit the classifier alone. Meta-SGD's classifier α is one learned column shared by
     every class, as the original.
 
-    ``backbone``: None, the 4-conv net as a pure function of ``theta`` (``conv{1..4}_{w,b}``)
-    and ``bn_shifts`` (``bn{1..4}``), initialised from ``seed`` (the command line's learner);
-    or any ``nn.Module`` of conv / linear layers with batch norm
-    (:class:`~taml.episodic.learners.backbone.ModuleBackbone`), registered as
-    ``self.backbone`` with its own initialisation: θ is then its conv and linear layers'
-    parameters, its batch-norm parameters are meta-learned only, and ``theta`` and
-    ``bn_shifts`` are None. ``image_size`` (an int, or (H, W)) and ``in_channels``: the
-    backbone's input, which the inference network reads too. ``alpha_init``: Meta-SGD's
-    initial step sizes.
+    ``backbone``: any ``nn.Module`` of conv / linear layers with batch norm
+    (:class:`~taml.episodic.learners.backbone.ModuleBackbone`; the command line's are
+    :class:`~taml.episodic.learners.conv4.Conv4` and ResNet-12), registered as
+    ``self.backbone`` with its own initialisation: θ is its conv and linear layers'
+    parameters, its batch-norm parameters are meta-learned only. ``image_size`` (an int, or
+    (H, W)) and ``in_channels``: the backbone's input, which the inference network reads
+    too. ``generator`` draws the inference network's initial weights (None: one seeded 0).
+    ``alpha_init``: Meta-SGD's initial step sizes.
     """
 
     def __init__(
@@ -97,32 +96,21 @@ class MetaLearner(nn.Module):
         way: int,
         max_shot: int,
         inner: InnerLoopConfig,
+        backbone: nn.Module,
         omega_reads_statistics: bool = False,
-        seed: int = 0,
+        generator: torch.Generator | None = None,
         sigma_init: float = ORIGINAL_SIGMA_INIT,
-        backbone: nn.Module | None = None,
         in_channels: int = 3,
         alpha_init: float = ALPHA_INIT,
     ):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
+        generator = generator or torch.Generator().manual_seed(0)
         self.switches, self.inner, self.way = switches, inner, way
-        if backbone is None:
-            self.functional = CONV4
-            self.theta = nn.ParameterDict(conv4.init_conv_params(generator, in_channels))
-            self.bn_shifts = nn.ParameterDict(
-                {f"bn{l}": torch.zeros(conv4.N_FILTERS) for l in range(1, 5)}
-            )
-            features = conv4.feature_size(image_size if isinstance(image_size, int)
-                                          else min(image_size))
-        else:
-            self.backbone = backbone  # registered first: its parameters come first
-            self.functional = ModuleBackbone(backbone)
-            self.theta = self.bn_shifts = None
-            side = (image_size, image_size) if isinstance(image_size, int) else image_size
-            features = feature_size(self.functional, self.functional.outer_params(),
-                                    self.functional.initialisation(), (in_channels, *side))
-        reference = next(iter(self._theta().values()))
+        self.backbone = backbone  # registered first: its parameters come first
+        self.functional = ModuleBackbone(backbone)
+        side = (image_size, image_size) if isinstance(image_size, int) else image_size
+        features = feature_size(self.functional, (in_channels, *side))
+        reference = next(iter(self.functional.initialisation().values()))
         self.register_buffer("dense_w", torch.zeros(features, way, dtype=reference.dtype))
         self.register_buffer("dense_b", torch.zeros(way, dtype=reference.dtype))
         self.alpha = None
@@ -131,7 +119,7 @@ class MetaLearner(nn.Module):
         self._alpha_keys = {k: k.replace(".", "__") for k in self.functional.adapted_keys}
         if switches.alpha_on:
             alpha = {self._alpha_keys[k]: torch.full_like(v.detach(), alpha_init)
-                     for k, v in self._theta().items()}
+                     for k, v in self.functional.initialisation().items()}
             alpha["dense_w_column"] = torch.full((features, 1), alpha_init,
                                                  dtype=reference.dtype)
             alpha["dense_b_column"] = torch.full((1,), alpha_init, dtype=reference.dtype)
@@ -143,26 +131,17 @@ class MetaLearner(nn.Module):
                 omega_reads_statistics=omega_reads_statistics, generator=generator,
                 sigma_init=sigma_init, in_channels=in_channels,
                 gamma_size=self.functional.n_layers + 1, z_size=self.functional.z_size,
-            )
-            if backbone is not None:
-                self.inference.to(reference.dtype)
-
-    def _theta(self) -> dict[str, torch.Tensor]:
-        """θ without the classifier, in the backbone's layer order."""
-        if self.theta is not None:
-            return dict(self.theta)
-        return self.functional.initialisation()
+            ).to(reference.dtype)
 
     def outer_params(self) -> dict[str, torch.Tensor]:
-        """The backbone's meta-learned, not adapted, parameters: the batch-norm shifts
-        (scales too, for a module with affine batch norm)."""
-        if self.bn_shifts is not None:
-            return dict(self.bn_shifts)
+        """The backbone's meta-learned, not adapted, parameters: its batch-norm shifts
+        (and scales, for affine batch norm)."""
         return self.functional.outer_params()
 
     def initialisation(self) -> dict[str, torch.Tensor]:
         """θ with the classifier: the inner loop's starting point (before z)."""
-        return {**self._theta(), "dense_w": self.dense_w, "dense_b": self.dense_b}
+        return {**self.functional.initialisation(), "dense_w": self.dense_w,
+                "dense_b": self.dense_b}
 
     def step_sizes(self) -> dict[str, torch.Tensor] | float:
         if self.alpha is None:
@@ -199,16 +178,16 @@ class MetaLearner(nn.Module):
 
         def one_task(values, xs, ys, mask, xq, query_mask):
             # masks None on the loop path (rows cut to the real ones), tensors under vmap,
-            # which must never see None (conv4.masked_batch_norm)
+            # which must never see None (backbone.masked_batch_norm)
             # the initialisation and step sizes are built per task: with a backward per
             # task (meta_backward) a graph node shared by the tasks would be freed by the first
             params, steps = self.initialisation(), self.step_sizes()
             if "z" in values:
                 params = functional.modulate(params, values["z"])
             scales = torch.exp(values["gamma"]) if "gamma" in values else None
-            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config,
+            adapted = adapt(params, bn_shifts, steps, xs, ys, mask, config, functional,
                             omega=values.get("omega"), layer_scales=scales,
-                            backbone=functional)
+                            zero_classifier=True)
             return functional.forward(adapted, bn_shifts, xq, query_mask, config.precision)
 
         return one_task
@@ -219,9 +198,9 @@ class MetaLearner(nn.Module):
         if isinstance(batch, Tasks):
             return batch
         dtype = self.dense_w.dtype
-        return Tasks(conv4.images_to_input(batch.support_images, dtype),
+        return Tasks(images_to_input(batch.support_images, dtype),
                      batch.support_labels, batch.support_mask.to(dtype),
-                     conv4.images_to_input(batch.query_images, dtype), batch.query_labels)
+                     images_to_input(batch.query_images, dtype), batch.query_labels)
 
     @staticmethod
     def _resolve_batching(task_batching: str, support_x: torch.Tensor) -> str:
