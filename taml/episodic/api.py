@@ -152,6 +152,18 @@ class EpisodicLearner(MetaLearner):
                                                      task_batching)
         return _objective(loss, per_task, outputs)
 
+    def balancing(self, support_x: torch.Tensor, support_y: torch.Tensor,
+                  support_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Bayesian TAML's balancing variables for each task's support set (meta-test: no
+        query is read), detached: ``omega_mean``, ``omega_std``, ``class_weights`` =
+        softmax(ω's mean) ``[T, way]``; ``gamma_mean``, ``gamma_std``, ``step_scales`` =
+        exp(γ's mean) ``[T, layers + 1]`` (the classifier's last); ``z_mean``, ``z_std``
+        ``[T, z_size]``. A variable switched off has none of its keys; MAML and Meta-SGD
+        give ``{}``. The command line's balancing tables print these same values."""
+        query_x = support_x[:, :1]
+        tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        return self.posterior_summary(tasks)
+
     @torch.no_grad()
     def predict(
         self,

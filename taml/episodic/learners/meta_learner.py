@@ -299,18 +299,40 @@ class MetaLearner(nn.Module):
         return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
 
     @torch.no_grad()
-    def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-        """Posterior means as the tables print them: softmax(ω) ``[T, way]`` and exp(γ)
-        ``[T, 5]`` (those switched on)."""
+    def posterior_summary(self, batch) -> dict[str, torch.Tensor]:
+        """The posteriors of the balancing variables for each task's support set (an
+        ``EpisodeBatch`` or :class:`Tasks`; no query labels are read), detached:
+
+        - ``omega_mean``, ``omega_std`` ``[T, way]`` and ``class_weights`` = softmax(ω's
+          mean) ``[T, way]``, the weight of each class's support loss;
+        - ``gamma_mean``, ``gamma_std`` ``[T, layers + 1]`` and ``step_scales`` = exp(γ's
+          mean), the factor on each layer's inner step (the classifier's last);
+        - ``z_mean``, ``z_std`` ``[T, z_size]``.
+
+        A variable switched off has none of its keys; MAML and Meta-SGD give ``{}``. The
+        command line's balancing tables print ``class_weights`` and ``step_scales`` of this
+        (:meth:`balancing_means`)."""
+        if self.inference is None:
+            return {}
         tasks = self._inputs(batch)
-        values, _ = self.posterior_balancing(tasks.support_x, tasks, sample=False,
-                                             generator=None)
+        posteriors = self.inference(tasks.support_x, tasks.support_labels, tasks.support_mask,
+                                    self.way)
         out = {}
-        if "omega" in values:
-            out["omega"] = torch.softmax(values["omega"], dim=-1)
-        if "gamma" in values:
-            out["gamma"] = torch.exp(values["gamma"])
+        for name, q in posteriors.items():
+            out[f"{name}_mean"], out[f"{name}_std"] = q.mean, q.std
+        if "omega" in posteriors:
+            out["class_weights"] = torch.softmax(posteriors["omega"].mean, dim=-1)
+        if "gamma" in posteriors:
+            out["step_scales"] = torch.exp(posteriors["gamma"].mean)
         return out
+
+    def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        """Posterior means as the tables print them: ``omega`` = softmax(ω) ``[T, way]`` and
+        ``gamma`` = exp(γ) ``[T, layers + 1]`` (those switched on), from
+        :meth:`posterior_summary`, the API's ``balancing``."""
+        summary = self.posterior_summary(batch)
+        return {table: summary[key] for table, key in
+                (("omega", "class_weights"), ("gamma", "step_scales")) if key in summary}
 
 
 def _detached(outputs: TaskOutputs) -> TaskOutputs:
