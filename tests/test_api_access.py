@@ -5,7 +5,6 @@ the head a learner starts each task from, and what calling the learner does."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

@@ -14,8 +14,8 @@ from torch.func import vmap
 
 from taml.data.episodes import EpisodeBatch
 from taml.episodic.learners.backbone import ModuleBackbone, feature_size
-from taml.episodic.learners.conv4 import images_to_input
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
+from taml.episodic.learners.conv4 import images_to_input
 from taml.episodic.learners.inference_net import InferenceNetwork
 from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt
 
