@@ -9,6 +9,7 @@ import torch
 
 from taml.data.episodes import EpisodeSampler
 from taml.episodic.config import parse_config
+from taml.episodic.learners.conv4 import Conv4
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import (
     MetaLearner,
@@ -38,7 +39,8 @@ def unequal_batch():
 
 def test_padded_kl_is_the_task_kl_scaled_by_n_plus_m_over_padded_n_plus_m(unequal_batch,
                                                                             float64_default):
-    learner = MetaLearner(Switches(True, True, True, True), 32, 3, 6, InnerLoopConfig(1, 0.4))
+    learner = MetaLearner(Switches(True, True, True, True), 32, 3, 6, InnerLoopConfig(1, 0.4),
+                          Conv4())
     outputs = learner(unequal_batch, sample=False)
     _, task = meta_objective(outputs, unequal_batch)
     padded_sizes = kl_support_sizes(unequal_batch, "padded")

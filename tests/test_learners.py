@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from taml.data.episodes import EpisodeSampler
-from taml.episodic.learners import conv4
+from taml.episodic.learners.backbone import ModuleBackbone, feature_size
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
+from taml.episodic.learners.conv4 import Conv4, images_to_input
 from taml.episodic.learners.inference_net import InferenceNetwork, Posterior
 from taml.episodic.learners.inner_loop import (
     InnerLoopConfig,
     adapt,
-    modulate_init,
     per_class_losses,
     support_loss,
 )
@@ -42,7 +42,8 @@ def batch():
 def make_learner(switches=None, n_steps=2, inner_lr=0.4, first_order=False, way=4):
     torch.manual_seed(0)
     switches = switches or Switches()
-    learner = MetaLearner(switches, 32, way, 6, InnerLoopConfig(n_steps, inner_lr, first_order))
+    learner = MetaLearner(switches, 32, way, 6, InnerLoopConfig(n_steps, inner_lr, first_order),
+                          Conv4())
     return learner.double()
 
 
@@ -102,37 +103,41 @@ def test_per_class_loss_is_class_sum_times_way_over_n():
 
 
 def _one_task(batch):
-    x = conv4.images_to_input(batch.support_images[0])
+    x = images_to_input(batch.support_images[0])
     return x, batch.support_labels[0], batch.support_mask[0].double()
 
 
 def _params(way=4):
+    """The 4-conv net as the inner loop sees it, its θ with a random (nonzero) classifier,
+    and its batch-norm shifts."""
     g = torch.Generator().manual_seed(3)
-    params = conv4.init_conv_params(g)
-    params["dense_w"] = torch.randn(conv4.feature_size(32), way, generator=g) * 0.1
+    net = ModuleBackbone(Conv4(generator=g))
+    params = {k: v.detach() for k, v in net.initialisation().items()}
+    params["dense_w"] = torch.randn(feature_size(net, (3, 32, 32)), way, generator=g) * 0.1
     params["dense_b"] = torch.zeros(way)
-    return params, {f"bn{l}": torch.zeros(32) for l in range(1, 5)}
+    return net, params, {k: v.detach() for k, v in net.outer_params().items()}
 
 
 def test_gamma_scales_each_layers_step(batch):
-    params, bn = _params()
+    net, params, bn = _params()
     x, y, mask = _one_task(batch)
     one_step = InnerLoopConfig(1, 0.3)
-    plain = adapt(params, bn, 0.3, x, y, mask, one_step)
+    plain = adapt(params, bn, 0.3, x, y, mask, one_step, net)
     gamma = torch.tensor([0.5, -0.2, 0.0, 1.0, -1.0])
-    scaled = adapt(params, bn, 0.3, x, y, mask, one_step, layer_scales=torch.exp(gamma))
-    for key in conv4.ADAPTED_KEYS:
-        factor = torch.exp(gamma[conv4.layer_index(key)])
+    scaled = adapt(params, bn, 0.3, x, y, mask, one_step, net, layer_scales=torch.exp(gamma))
+    layers = [f"conv{l}.{p}" for l in range(1, 5) for p in ("weight", "bias")]
+    for key, layer in [*((k, int(k[4]) - 1) for k in layers), ("dense_w", 4), ("dense_b", 4)]:
+        factor = torch.exp(gamma[layer])
         torch.testing.assert_close(scaled[key] - params[key], factor * (plain[key] - params[key]))
 
 
 def test_omega_reweights_classes(batch):
-    params, bn = _params()
+    net, params, bn = _params()
     x, y, mask = _one_task(batch)
     config = InnerLoopConfig(1, 0.3)
-    uniform = adapt(params, bn, 0.3, x, y, mask, config, omega=torch.zeros(4))
-    off = adapt(params, bn, 0.3, x, y, mask, config)
-    skewed = adapt(params, bn, 0.3, x, y, mask, config, omega=torch.tensor([3.0, 0, 0, 0]))
+    uniform = adapt(params, bn, 0.3, x, y, mask, config, net, omega=torch.zeros(4))
+    off = adapt(params, bn, 0.3, x, y, mask, config, net)
+    skewed = adapt(params, bn, 0.3, x, y, mask, config, net, omega=torch.tensor([3.0, 0, 0, 0]))
     for key in off:
         torch.testing.assert_close(uniform[key], off[key])
     assert not torch.allclose(skewed["dense_w"], off["dense_w"])
@@ -140,20 +145,22 @@ def test_omega_reweights_classes(batch):
 
 def test_z_modulates_the_initialisation_and_changes_the_adapted_parameters(batch):
     """A known porting bug: a port computed z's modulation and never used it."""
-    params, bn = _params()
+    net, params, bn = _params()
     z_w, z_b = torch.randn(4, 32) * 0.3, torch.randn(4, 32) * 0.3
-    modulated = modulate_init(params, z_w, z_b)
-    torch.testing.assert_close(modulated["conv2_w"][5], params["conv2_w"][5] * (1 + z_w[1, 5]))
-    torch.testing.assert_close(modulated["conv3_b"], params["conv3_b"] + z_b[2])
+    # z: the kernel scales of conv1..4, then their bias shifts (the original's 256 values)
+    modulated = net.modulate(params, torch.cat([z_w.flatten(), z_b.flatten()]))
+    torch.testing.assert_close(modulated["conv2.weight"][5],
+                               params["conv2.weight"][5] * (1 + z_w[1, 5]))
+    torch.testing.assert_close(modulated["conv3.bias"], params["conv3.bias"] + z_b[2])
     assert modulated["dense_w"] is params["dense_w"]  # the classifier is not modulated
-    identity = modulate_init(params, torch.zeros(4, 32), torch.zeros(4, 32))
+    identity = net.modulate(params, torch.zeros(256))
     for key in params:
         torch.testing.assert_close(identity[key], params[key])
     x, y, mask = _one_task(batch)
     config = InnerLoopConfig(2, 0.3)
-    a = adapt(params, bn, 0.3, x, y, mask, config)
-    b = adapt(modulated, bn, 0.3, x, y, mask, config)
-    assert not torch.allclose(a["conv1_w"], b["conv1_w"])
+    a = adapt(params, bn, 0.3, x, y, mask, config, net)
+    b = adapt(modulated, bn, 0.3, x, y, mask, config, net)
+    assert not torch.allclose(a["conv1.weight"], b["conv1.weight"])
     # through the whole learner: the z switch changes the query predictions
     learner_z = make_learner(Switches(z_on=True))
     with torch.no_grad():
@@ -188,7 +195,7 @@ def test_classifier_init_is_zero_and_bn_is_not_adapted(batch):
     assert learner.dense_w.abs().sum() == 0 and learner.dense_b.abs().sum() == 0
     assert "dense_w" not in dict(learner.named_parameters())
     _, grads = meta_gradients(learner, batch, "loop")
-    assert grads["bn_shifts.bn2"].abs().sum() > 0  # learned in the outer loop
+    assert grads["backbone.bn2.bias"].abs().sum() > 0  # learned in the outer loop
 
 
 def test_first_order_drops_second_order_terms_but_still_learns(batch):
@@ -196,8 +203,8 @@ def test_first_order_drops_second_order_terms_but_still_learns(batch):
     first = make_learner(first_order=True)
     _, g2 = meta_gradients(second, batch, "loop")
     _, g1 = meta_gradients(first, batch, "loop")
-    assert g1["theta.conv1_w"].abs().sum() > 0
-    assert not torch.allclose(g1["theta.conv1_w"], g2["theta.conv1_w"])
+    assert g1["backbone.conv1.weight"].abs().sum() > 0
+    assert not torch.allclose(g1["backbone.conv1.weight"], g2["backbone.conv1.weight"])
 
 
 def test_kl_matches_torch_distributions():
@@ -218,7 +225,7 @@ def test_kl_is_scaled_by_support_plus_query_rows(batch):
 
 def test_inference_network_ignores_padding(batch):
     net = InferenceNetwork(32, 6, True, True, True).double()
-    x = conv4.images_to_input(batch.support_images)
+    x = images_to_input(batch.support_images)
     full = net(x, batch.support_labels, batch.support_mask, 4)
     t = int(torch.argmin(batch.support_sizes))
     n = int(batch.support_sizes[t])
@@ -232,7 +239,7 @@ def test_inference_network_ignores_padding(batch):
 @pytest.mark.parametrize("sigma_init", [ORIGINAL_SIGMA_INIT, 0.2])
 def test_sigma_init_sets_every_posteriors_std_at_initialisation(batch, sigma_init):
     net = InferenceNetwork(32, 6, True, True, True, sigma_init=sigma_init).double()
-    x = conv4.images_to_input(batch.support_images)
+    x = images_to_input(batch.support_images)
     posteriors = net(x, batch.support_labels, batch.support_mask, 4)
     for key, posterior in posteriors.items():  # the heads' weights are small: σ ≈ its bias
         std = posterior.std[batch.support_sizes > 0]

@@ -194,10 +194,10 @@ def test_the_report_tells_the_families_apart_by_the_key(tmp_path):
 def test_the_configs_precision_choices_are_the_networks_dtypes():
     import torch
 
-    from taml.episodic.learners import conv4
+    from taml.episodic.learners import backbone
 
-    assert PRECISIONS == tuple(conv4.PRECISIONS) == ("fp32", "bf16")
-    assert conv4.PRECISIONS == {"fp32": None, "bf16": torch.bfloat16}
+    assert PRECISIONS == tuple(backbone.PRECISIONS) == ("fp32", "bf16")
+    assert backbone.PRECISIONS == {"fp32": None, "bf16": torch.bfloat16}
     action, = [a for a in build_parser()._actions if a.dest == "precision"]
     assert tuple(action.choices) == PRECISIONS and Config().precision in PRECISIONS
 

@@ -7,6 +7,7 @@ they are, and what it writes when it goes on with them must keep that format."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -14,7 +15,9 @@ import pytest
 import torch
 
 import main as cli
-from taml.episodic.resume import UNSAVED_DEFAULTS
+from taml.episodic.build import build_learner
+from taml.episodic.config import Config
+from taml.episodic.resume import UNSAVED_DEFAULTS, upgrade_learner_state
 
 from . import old_runs
 
@@ -88,6 +91,48 @@ def same_structure(new, old, where="checkpoint"):
         assert type(new) is type(old) or {type(new), type(old)} <= {int, float}, where
 
 
+def old_learner(method: str):
+    """The learner of the fixture's runs, as today's code builds it."""
+    config = old_runs.episodic_config(method, ".", ".")
+    return build_learner(Config(**{k: v for k, v in config.items()
+                                   if k in {f.name for f in dataclasses.fields(Config)}}))
+
+
+# the fixture's (the pure-function 4-conv net's) names -> the Conv4 module's
+OLD_NAMES = {**{f"theta.conv{l}_{p}": f"backbone.conv{l}.{name}" for l in range(1, 5)
+                for p, name in (("w", "weight"), ("b", "bias"))},
+             **{f"bn_shifts.bn{l}": f"backbone.bn{l}.bias" for l in range(1, 5)},
+             **{f"alpha.conv{l}_{p}": f"alpha.conv{l}__{name}" for l in range(1, 5)
+                for p, name in (("w", "weight"), ("b", "bias"))}}
+
+
+@pytest.mark.parametrize("method", ["maml", "taml"])
+def test_an_old_checkpoints_learner_and_optimiser_load_under_todays_names(
+        method, old_data_root, tmp_path):
+    """Every tensor of the old checkpoint reaches the parameter of the same meaning, and
+    so does its optimiser state (Adam numbers parameters by their order, which changed:
+    θ's sorted names put each bias before its kernel, the module puts the weight first)."""
+    savedir = old_runs.write_episodic_run(tmp_path / "run", old_data_root, method)
+    old = load(savedir / "checkpoint.pt")
+    learner = old_learner(method)
+    optimizer = torch.optim.Adam(learner.parameters())
+    learner_state, optimizer_state = upgrade_learner_state(old, learner)
+    learner.load_state_dict(learner_state)
+    optimizer.load_state_dict(optimizer_state)
+    old_order = [name for name, _ in old_runs.learner_parameters(method)]
+    params = dict(learner.named_parameters())
+    assert len(old_order) == len(params)
+    renamed = [OLD_NAMES.get(name, name) for name in old_order]
+    assert renamed != list(params)  # the order did change
+    for index, (old_name, name) in enumerate(zip(old_order, renamed, strict=True)):
+        assert torch.equal(params[name], old["learner"][old_name]), name
+        saved = old["optimizer"]["state"].get(index, {})  # none for a parameter without grad
+        state = optimizer.state[params[name]]
+        assert set(state) == set(saved), name
+        for key, value in saved.items():
+            assert torch.equal(state[key], value), (name, key)
+
+
 @pytest.mark.parametrize("method", ["maml", "taml"])
 def test_meta_test_reads_an_old_episodic_run(method, old_data_root, tmp_path, capfd):
     savedir = old_runs.write_episodic_run(tmp_path / "run", old_data_root, method)
@@ -131,6 +176,9 @@ def test_meta_train_resumes_an_old_episodic_run(method, old_data_root, tmp_path,
     assert new["config"].pop("family") == "episodic"
     # the log window (kept since issue 25) is the one key new checkpoints add
     assert new.pop("window")["steps"] == 0
+    # the 4-conv net's parameters are the Conv4 module's since it became one: new
+    # checkpoints hold what the old one is upgraded to on load
+    old["learner"], old["optimizer"] = upgrade_learner_state(old, old_learner(method))
     same_structure(new, old)
     assert new["iteration"] == 5
     assert new["validation"][0] == old["validation"][0]

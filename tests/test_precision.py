@@ -13,7 +13,8 @@ import torch
 from taml.data.episodes import EpisodeSampler
 from taml.episodic.config import parse_config
 from taml.episodic.evaluate import meta_test
-from taml.episodic.learners import conv4
+from taml.episodic.learners import backbone
+from taml.episodic.learners.conv4 import Conv4
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import MetaLearner, Switches
 from taml.episodic.train import meta_train
@@ -33,7 +34,7 @@ def batch():
 def meta_gradient(batch, precision, task_batching="loop", switches=ALL_ON):
     torch.manual_seed(0)
     inner = InnerLoopConfig(3, 0.4, precision=precision)
-    learner = MetaLearner(switches, 32, 4, 6, inner)
+    learner = MetaLearner(switches, 32, 4, 6, inner, Conv4())
     loss, _, outputs = learner.meta_backward(batch, torch.Generator().manual_seed(1),
                                              task_batching=task_batching)
     grads = [p.grad for p in learner.parameters() if p.grad is not None]
@@ -48,9 +49,11 @@ def relative_error(grads, reference) -> float:
 
 def test_bf16_runs_the_conv_blocks_in_bfloat16_and_the_rest_in_float32(batch, monkeypatch):
     seen = []
-    real = conv4.masked_batch_norm
-    monkeypatch.setattr(conv4, "masked_batch_norm",
-                        lambda x, *a: seen.append(x.dtype) or real(x, *a))
+    real = backbone.masked_batch_norm
+    # the meta-gradient's calls (the learner's construction measures its feature size with
+    # one float32 forward, under no_grad)
+    monkeypatch.setattr(backbone, "masked_batch_norm", lambda x, *a: (
+        torch.is_grad_enabled() and seen.append(x.dtype)) or real(x, *a))
     grads, loss, outputs = meta_gradient(batch, "fp32")
     assert set(seen) == {torch.float32}
     seen.clear()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -11,10 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.func import grad
 
 from taml.data.episodes import EpisodeSampler
-from taml.episodic.learners import conv4, inner_loop, meta_learner
-from taml.episodic.learners.inner_loop import InnerLoopConfig, adapt, classifier_starts_at_zero
+from taml.episodic.learners import backbone, meta_learner
+from taml.episodic.learners.backbone import ModuleBackbone
+from taml.episodic.learners.conv4 import BN_EPS, Conv4, images_to_input
+from taml.episodic.learners.inner_loop import (
+    InnerLoopConfig,
+    adapt,
+    per_class_losses,
+    support_loss,
+)
 from taml.episodic.learners.meta_learner import MetaLearner, Switches, meta_objective
 
 from .conftest import colour_split
@@ -40,11 +47,33 @@ def assert_close_to_scale(ours: list, reference: list, rel: float = 1e-10) -> No
         assert (a - b).abs().max().item() <= rel * scale
 
 
+def plain_adapt(params, outer, step_sizes, support_x, support_y, support_mask, config, net,
+                omega=None, layer_scales=None, zero_classifier=False):
+    """The inner loop as the paper writes it, the reference of ``adapt``'s shortcuts:
+    ``grad`` of the whole support loss, every step (``zero_classifier`` is not used)."""
+    way = params["dense_b"].shape[-1]
+
+    def loss_fn(current):
+        logits = net.forward(current, outer, support_x, support_mask, config.precision)
+        return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+
+    def step(key):
+        size = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
+        return size if layer_scales is None else size * layer_scales[net.layer_index(key)]
+
+    for _ in range(config.n_steps):
+        grads = grad(loss_fn)(params)
+        params = {k: v - step(k) * (grads[k].detach() if config.first_order else grads[k])
+                  for k, v in params.items()}
+    return params
+
+
 def run(batch, switches, first_order, task_batching, exploit, monkeypatch):
-    monkeypatch.setattr(meta_learner, "adapt",
-                        functools.partial(inner_loop.adapt, exploit_zero_classifier=exploit))
+    if not exploit:
+        monkeypatch.setattr(meta_learner, "adapt", plain_adapt)
     torch.manual_seed(0)
-    learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4, first_order)).double()
+    learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4, first_order),
+                          Conv4()).double()
     outputs = learner(batch, sample=True, generator=torch.Generator().manual_seed(1),
                       task_batching=task_batching)
     loss, _ = meta_objective(outputs, batch)
@@ -73,39 +102,37 @@ def test_zero_classifier_shortcut_first_order(batch, monkeypatch):
     assert_close_to_scale(fast_grads, plain_grads)
 
 
-def adapt_both_ways(params, batch, conv_inputs):
-    xs = conv4.images_to_input(batch.support_images[0])
-    shifts = {f"bn{l}": torch.zeros(32) for l in range(1, 5)}
+def adapt_both_ways(params, batch, conv_inputs, net, zero_classifier):
+    xs = images_to_input(batch.support_images[0])
+    shifts = {k: v.detach() for k, v in net.outer_params().items()}
     results = []
-    for exploit in (True, False):
-        adapted = adapt(params, shifts, 0.4, xs, batch.support_labels[0],
-                        batch.support_mask[0].double(), InnerLoopConfig(3, 0.4),
-                        exploit_zero_classifier=exploit)
+    for inner in (adapt, plain_adapt):
+        adapted = inner(params, shifts, 0.4, xs, batch.support_labels[0],
+                        batch.support_mask[0].double(), InnerLoopConfig(3, 0.4), net,
+                        zero_classifier=zero_classifier)
         loss = sum((v * torch.cos(v)).sum() for v in adapted.values())
         grads = torch.autograd.grad(loss, conv_inputs)
-        results.append(([adapted[k] for k in conv4.ADAPTED_KEYS], list(grads)))
+        results.append(([adapted[k] for k in params], list(grads)))
     (fast, fast_grads), (plain, plain_grads) = results
     assert_close_to_scale(fast, plain)
     assert_close_to_scale(fast_grads, plain_grads)
 
 
-def test_a_nonzero_or_learned_classifier_takes_the_general_path(batch):
-    theta = {k: v.requires_grad_() for k, v in
-             conv4.init_conv_params(torch.Generator().manual_seed(0)).items()}
-    features = conv4.feature_size(32)
+def test_the_inner_loop_without_the_zero_classifier_promise_is_the_plain_loop(batch):
+    net = ModuleBackbone(Conv4())
+    theta = {k: v.detach().requires_grad_() for k, v in net.initialisation().items()}
+    features = 128  # 2 * 2 * 32 at 32 px
     nonzero = {**theta, "dense_w": 0.01 * torch.randn(features, 4), "dense_b": torch.zeros(4)}
-    assert not classifier_starts_at_zero(nonzero)
-    adapt_both_ways(nonzero, batch, list(theta.values()))
+    adapt_both_ways(nonzero, batch, list(theta.values()), net, zero_classifier=False)
 
-    # zero but learned: ∂/∂dense_w of step 1's conv gradient is not zero, so no shortcut
+    # zero but learned: ∂/∂dense_w of step 1's conv gradient is not zero, so no promise
     learned = torch.zeros(features, 4, requires_grad=True)
     zero_learned = {**theta, "dense_w": learned, "dense_b": torch.zeros(4)}
-    assert not classifier_starts_at_zero(zero_learned)
-    adapt_both_ways(zero_learned, batch, [*theta.values(), learned])
+    adapt_both_ways(zero_learned, batch, [*theta.values(), learned], net, zero_classifier=False)
 
+    # the promise kept (a zero constant): step 1 skips the backbone, with the same result
     constant = {**theta, "dense_w": torch.zeros(features, 4), "dense_b": torch.zeros(4)}
-    assert classifier_starts_at_zero(constant)
-    adapt_both_ways(constant, batch, list(theta.values()))
+    adapt_both_ways(constant, batch, list(theta.values()), net, zero_classifier=True)
 
 
 def test_benchmark_runs_quick(tmp_path):
@@ -150,7 +177,7 @@ def meta_gradients(batch, switches, how, kl_sizes=None, scale=1.0):
     whole meta-batch's objective backpropagated at once), ``loop`` or ``vmap``
     (``meta_backward``); and the statistics."""
     torch.manual_seed(0)
-    learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4)).double()
+    learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4), Conv4()).double()
     generator = torch.Generator().manual_seed(1)
     if how == "graph":
         outputs = learner(batch, sample=True, generator=generator, task_batching="loop")
@@ -187,8 +214,8 @@ def test_the_loop_path_frees_each_tasks_graph_before_the_next_task(batch, monkey
     """Each task's query loss is backpropagated before the next task is adapted (one
     task's second-order graph alive at a time), then the inference network's share once."""
     events = []
-    real_forward, real_backward = conv4.forward, torch.autograd.backward
-    monkeypatch.setattr(meta_learner.conv4, "forward",
+    real_forward, real_backward = ModuleBackbone.forward, torch.autograd.backward
+    monkeypatch.setattr(ModuleBackbone, "forward",  # the query logits: once per task
                         lambda *a, **k: events.append("task") or real_forward(*a, **k))
     monkeypatch.setattr(torch.autograd, "backward",  # Tensor.backward calls it too
                         lambda *a, **k: events.append("backward") or real_backward(*a, **k))
@@ -204,12 +231,16 @@ def test_native_batch_norm_equals_the_masked_one_to_second_order():
     shift = torch.randn(3, generator=g, requires_grad=True)
     weights = torch.randn(6, 3, 5, 5, generator=g)
     results = []
-    for norm in (conv4.native_batch_norm,
-                 lambda x, shift: conv4.masked_batch_norm(x, shift, None),
-                 lambda x, shift: conv4.masked_batch_norm(x, shift, torch.ones(6))):
-        y = norm(x, shift)
-        first = torch.autograd.grad((weights * y.square()).sum(), (x, shift), create_graph=True)
-        second = torch.autograd.grad(sum((f * f.cos()).sum() for f in first), (x, shift))
+    scale = torch.randn(3, generator=g, requires_grad=True)
+    inputs = (x, shift, scale)
+    for norm in (backbone.native_batch_norm,
+                 lambda x, shift, eps, scale: backbone.masked_batch_norm(x, shift, None, eps,
+                                                                        scale),
+                 lambda x, shift, eps, scale: backbone.masked_batch_norm(
+                     x, shift, torch.ones(6), eps, scale)):
+        y = norm(x, shift, BN_EPS, scale)
+        first = torch.autograd.grad((weights * y.square()).sum(), inputs, create_graph=True)
+        second = torch.autograd.grad(sum((f * f.cos()).sum() for f in first), inputs)
         results.append([y, *first, *second])
     for native, *masked in zip(*results, strict=True):
         for other in masked:
@@ -218,14 +249,33 @@ def test_native_batch_norm_equals_the_masked_one_to_second_order():
 
 def test_bf16_with_every_row_real_takes_the_native_batch_norm(monkeypatch):
     calls = []
-    real = conv4.native_batch_norm
-    monkeypatch.setattr(conv4, "native_batch_norm",
-                        lambda x, shift: calls.append(x.dtype) or real(x, shift))
+    real = backbone.native_batch_norm
+    monkeypatch.setattr(backbone, "native_batch_norm",
+                        lambda *a: calls.append(a[0].dtype) or real(*a))
     x = torch.randn(4, 3, 5, 5)
     for dtype, mask in ((torch.float32, None), (torch.bfloat16, torch.ones(4)),
                         (torch.bfloat16, None)):
-        conv4.masked_batch_norm(x.to(dtype), torch.zeros(3), mask)
-    assert calls == [torch.bfloat16]
+        backbone.masked_batch_norm(x.to(dtype), torch.zeros(3), mask, BN_EPS)
+    # a user's module's batch norm (a scale, its own eps) takes it too
+    backbone.masked_batch_norm(x.to(torch.bfloat16), torch.zeros(3), None, 1e-5, torch.ones(3))
+    assert calls == [torch.bfloat16, torch.bfloat16]
+
+
+def test_bf16_takes_the_native_batch_norm_inside_any_module_backbone(monkeypatch):
+    """On the loop path (every row real) in bf16, the 4-conv net's and a module with affine
+    batch norm both run F.batch_norm's kernels."""
+    calls = []
+    real = backbone.native_batch_norm
+    monkeypatch.setattr(backbone, "native_batch_norm",
+                        lambda *a: calls.append(a[0].dtype) or real(*a))
+    x = torch.rand(5, 3, 16, 16, dtype=torch.float32)
+    for module, norms in ((Conv4(), 4), (torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()), 1)):
+        module = module.float()
+        net = ModuleBackbone(module)
+        calls.clear()
+        net.features(net.initialisation(), net.outer_params(), x, None, "bf16")
+        assert calls == [torch.bfloat16] * norms
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -235,7 +285,8 @@ def test_on_cuda_vmap_gives_the_loops_meta_gradient(batch, switches):
     results = []
     for how in ("loop", "vmap"):
         torch.manual_seed(0)
-        learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4)).double().cuda()
+        learner = MetaLearner(switches, 32, 4, 6, InnerLoopConfig(3, 0.4),
+                              Conv4()).double().cuda()
         learner.meta_backward(batch.to("cuda"), torch.Generator().manual_seed(1),
                               task_batching=how)
         results.append([p.grad.cpu() for p in learner.parameters() if p.grad is not None])
