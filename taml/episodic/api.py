@@ -288,7 +288,8 @@ class MAML(EpisodicLearner):
     second order unless ``first_order``. ``input_shape``: (C, H, W) of one input.
     ``precision``: ``fp32`` or ``bf16`` (the backbone under autocast). ``head``: the
     classifier every task starts from: ``"zero"`` (the original's, not learned: the first
-    step moves the classifier alone, so ``inner_lr`` must be large, 0.5), ``"learned"``
+    step moves the classifier alone and the logits start at 0, so ``inner_lr`` must be
+    tuned to the features' scale; the original's 0.5 is its 4-conv net's), ``"learned"``
     (a meta-learned initialisation, as the MAML paper and learn2learn: ``inner_lr`` 0.1
     is their usual value), ``"backbone"`` (the backbone's output, ``way`` units, is the
     logits; its last layer is adapted as any other) (docs/api.md, "The head")."""
