@@ -1,53 +1,46 @@
-"""Seconds per meta-training iteration: learn2learn's MAML against our MAML, Meta-SGD and
-Bayesian TAML, on the same 4-conv net, the same tasks and the same inner steps, in float32
-and in bfloat16.
+"""Seconds and peak memory per meta-training iteration: learn2learn's MAML against our MAML
+and Bayesian TAML on the same backbone, for several backbones, second and first order.
 
-    .venv/bin/python benchmarks/meta_iteration.py [--shape cifar|mimgnet|both]
-        [--repeats 7] [--warmup 1] [--device cpu|cuda] [--task_batching auto|vmap|loop]
-        [--precisions fp32 bf16 [tf32]] [--first_order] [--quick] [--json PATH]
-        [--backbone conv4|resnet12]
+    .venv/bin/python benchmarks/meta_iteration.py [--rows conv4-32 cnn-8 ...]
+        [--orders second first] [--repeats 3] [--warmup 1] [--precision fp32|bf16]
+        [--device cpu|cuda] [--compile] [--no_memory] [--threads N] [--quick] [--json PATH]
+        [--max_shot N] [--query N] [--metabatch N] [--n_steps N]   (every row's episodes)
 
-``--backbone resnet12`` times our variants on ResNet-12 (the command line's
-``--backbone resnet12``) instead of the 4-conv net; learn2learn's variant is conv4 only, so
-leave ``l2l-maml`` out of ``--variants`` then.
+Each row (:data:`ROWS`) is one backbone ``nn.Module`` at one input size and episode shape;
+every variant of the row starts from a copy of the same module (the same initial weights):
+
+- ``l2l-maml``: learn2learn's MAML (``l2l.algorithms.MAML``) on the backbone plus a
+  zero-initialised ``nn.Linear`` classifier, each task cut to its real support rows, the
+  mean support cross-entropy, a backward per task (learn2learn's examples). It adapts every
+  parameter, batch norm's too, and runs ``F.batch_norm`` (the module's own forward; the
+  4-conv net's shift-only batch norm as :class:`ShiftOnlyBatchNorm`, the same function);
+- ``maml`` / ``maml-vmap``: our MAML (``MetaLearner.meta_backward``, as the trainer runs it)
+  with ``task_batching`` loop (one task at a time, cut to its real rows, a backward per
+  task) and vmap (the padded meta-batch at once, masks);
+- ``bayesian-taml``: our Bayesian TAML (all four switches, loop); its speed-up is over
+  learn2learn's MAML on the same backbone (learn2learn has no Bayesian TAML);
+- with ``--compile``, first order only: ``maml-compiled`` (our MAML's forward through
+  ``torch.compile``), and ``predict`` / ``predict-compiled`` (meta-test's adapted query
+  softmax, posterior means, under ``no_grad``; its speed-up is over eager ``predict``).
 
 One iteration = sample a meta-batch, forward, meta-objective, backward, element-wise clip
-to ±3, Adam step (as taml.episodic.train: ``MetaLearner.meta_backward``, one backward per task on
-the loop path). Every variant runs in every precision (bf16: ``--precision bf16``, the conv
-blocks under autocast; learn2learn gets the same autocast around its module's forward;
-tf32: float32 with TF32 tensor cores, CUDA only). They run interleaved, round by round, on
-the same EpisodeBatch objects, in one process; the table gives medians over the rounds
-after warm-up, the speed-up over learn2learn in the first precision (fp32: learn2learn as
-people run it), and the relative error (L2 norm) of each precision's first meta-gradient
-against the first precision's (same parameters, batch and posterior noise). Random uint8
-images laid out as a meta-train split: no dataset needed. The run ends with docs/benchmarks.md's
-markdown tables.
+to ±3, Adam step (as taml.episodic.train). The variants run interleaved, round by round, on
+the same ``EpisodeBatch`` objects (random uint8 images laid out as a meta-train split: no
+dataset needed), in one process; the table gives medians over the rounds after the warm-up
+round(s), and each variant's speed-up over learn2learn's MAML of the same row and order.
 
-learn2learn's MAML (``l2l.algorithms.MAML``, second order unless --first_order) adapts an
-``nn.Module`` with the same architecture (conv 3x3 (32) + ``nn.BatchNorm2d`` on batch
-statistics + ReLU + 2x2 max pool, x4; a zero-initialised linear classifier, the same conv
-initialisation as ours), each task cut to its real support rows, with the mean support
-cross-entropy, one task at a time with a backward per task (learn2learn's examples).
-
-Arithmetic: the floating-point operations of one iteration of each variant (forward and
-every backward, counted once by ``torch.utils.flop_counter.FlopCounterMode``: convolutions
-and matrix products, which is where the arithmetic is; element-wise ops are not counted),
-its achieved GFLOP/s (FLOPs / median seconds) and that as a share of the machine's measured
-peak in its precision: the median GFLOP/s of a large matmul in fp32, bf16 (and fp32 with
-TF32 for tf32) timed in the same process. A small share means the time goes to overhead
-and memory-bound element-wise work, not to the convolutions' arithmetic.
-
-Peak memory, in a separate pass after the timed rounds: CUDA,
-``torch.cuda.max_memory_allocated`` over one iteration; CPU, the process's peak resident set
-(VmHWM, reset through /proc/self/clear_refs) above its size before the iteration, with
-glibc's mmap threshold pinned at 64 KiB (only for that pass: it slows allocation) so that
-freed tensors are given back to the system and RSS follows the live tensors.
+Peak memory, in a separate pass (``--no_memory`` skips it): CUDA,
+``torch.cuda.max_memory_allocated`` over one iteration; CPU, the peak resident set (VmHWM,
+reset through /proc/self/clear_refs) above its size before the iteration, in a child
+process with glibc's mmap threshold pinned at 64 KiB so that freed tensors are given back
+to the system and the resident set follows the live tensors (in the timing process that
+setting slowed the iterations 1.5-3x).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import ctypes
 import gc
 import json
@@ -56,52 +49,131 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from taml.data.episodes import EpisodeBatch, EpisodeSampler
 from taml.data.store import make_split
-from taml.episodic.learners import conv4
+from taml.episodic.learners.backbone import autocast
+from taml.episodic.learners.conv4 import Conv4, images_to_input
 from taml.episodic.learners.inner_loop import InnerLoopConfig
-from taml.episodic.learners.meta_learner import MetaLearner, Switches
+from taml.episodic.learners.meta_learner import MetaLearner, Switches, predictive_accuracy
 from taml.episodic.learners.resnet12 import ResNet12
 
 GRAD_CLIP = 3.0  # as taml.episodic.train
-SHAPES = {"cifar": 32, "mimgnet": 84}
-VARIANTS = {  # name -> switches (None: learn2learn)
-    "l2l-maml": None,
-    "maml": Switches(),
-    "meta-sgd": Switches(alpha_on=True),
-    "bayesian-taml": Switches(True, True, True, True),
+SHAPES = {"cifar": 32, "mimgnet": 84}  # the paper's input sizes (precision_error.py)
+SWITCHES = {"maml": Switches(), "meta-sgd": Switches(alpha_on=True),
+            "bayesian-taml": Switches(True, True, True, True)}
+
+
+def small_cnn() -> nn.Module:
+    """A user's network as the issue that asked for these rows built one: three 3x3 conv
+    (32) + batch norm + ReLU blocks, a 2x2 max pool after the first two, average-pooled to
+    2x2, and a linear layer to 64 features."""
+    layers, channels = [], 3
+    for block in range(3):
+        layers += [nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU()]
+        if block < 2:
+            layers.append(nn.MaxPool2d(2))
+        channels = 32
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, 64))
+
+
+def resnet18() -> nn.Module:
+    """torchvision's resnet18 (11M parameters) as a feature extractor (512 features)."""
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    net.fc = nn.Identity()
+    return net
+
+
+@dataclass(frozen=True)
+class Row:
+    """One backbone at one input size, and the episodes it is timed on (3-channel inputs)."""
+
+    title: str
+    backbone: Callable[[], nn.Module]
+    image_size: int
+    way: int = 5
+    max_shot: int = 10
+    query: int = 5
+    metabatch: int = 4
+    n_steps: int = 5
+
+
+# name -> row; sizes cut from the paper's (max_shot 50, query 15) so that the whole table
+# runs in about ten minutes on two CPU threads
+ROWS = {
+    "conv4-32": Row("4-conv net, 32 px", lambda: Conv4(generator=torch.Generator().manual_seed(0)),
+                    32),
+    "conv4-84": Row("4-conv net, 84 px", lambda: Conv4(generator=torch.Generator().manual_seed(0)),
+                    84, metabatch=2),
+    "cnn-8": Row("small CNN, 8 px", small_cnn, 8, way=4, max_shot=8),
+    "cnn-28": Row("small CNN, 28 px", small_cnn, 28),
+    "resnet12-32": Row("ResNet-12 (32-64-128-256), 32 px",
+                       lambda: ResNet12(channels=(32, 64, 128, 256)), 32, max_shot=5,
+                       metabatch=2, n_steps=3),
+    "resnet18-32": Row("torchvision resnet18, 32 px", resnet18, 32, max_shot=5, query=3,
+                       metabatch=2, n_steps=3),
 }
+# variant -> (label, what it is); the speed-up column divides learn2learn's MAML of the
+# same row and order by the variant's time (predict-compiled: eager predict's)
+VARIANTS = {
+    "l2l-maml": "learn2learn MAML",
+    "maml": "our MAML (loop)",
+    "maml-vmap": "our MAML (vmap)",
+    "bayesian-taml": "our Bayesian TAML (loop)",
+    "maml-compiled": "our MAML (loop), torch.compile",
+    "predict": "our MAML predict (meta-test)",
+    "predict-compiled": "our MAML predict, torch.compile",
+}
+COMPILED = ("maml-compiled", "predict", "predict-compiled")  # --compile, first order only
 
 
-class L2LConvNet(nn.Module):
-    """The 4-conv base learner as an ordinary module, for learn2learn to clone and adapt."""
+class ShiftOnlyBatchNorm(nn.Module):
+    """The 4-conv net's batch norm (a shift, no scale) for learn2learn: ``F.batch_norm``
+    without affine parameters, then the shift. Passed as ``F.batch_norm``'s bias without a
+    weight, the shift fails in the double backward ("Expected a proper Tensor but got None";
+    torch 2.14): the same function, written the way that second order can differentiate."""
 
-    def __init__(self, theta: dict[str, torch.Tensor], image_size: int, way: int):
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm):
         super().__init__()
-        layers = []
-        for l in range(1, conv4.N_BLOCKS + 1):
-            conv = nn.Conv2d(3 if l == 1 else 32, 32, 3, padding=1)
-            with torch.no_grad():
-                conv.weight.copy_(theta[f"conv{l}_w"])
-                conv.bias.copy_(theta[f"conv{l}_b"])
-            layers += [conv, nn.BatchNorm2d(32, eps=conv4.BN_EPS,
-                                            track_running_stats=False),
-                       nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(conv4.feature_size(image_size), way)
+        self.bias, self.eps = norm.bias, norm.eps
+
+    def forward(self, x):
+        return (F.batch_norm(x, None, None, training=True, eps=self.eps)
+                + self.bias.view(1, -1, *([1] * (x.dim() - 2))))
+
+
+def for_learn2learn(module: nn.Module) -> nn.Module:
+    """``module`` with every scale-less batch norm as :class:`ShiftOnlyBatchNorm`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.weight is None:
+            setattr(module, name, ShiftOnlyBatchNorm(child))
+        else:
+            for_learn2learn(child)
+    return module
+
+
+class L2LModel(nn.Module):
+    """The backbone plus a zero-initialised linear classifier, for learn2learn."""
+
+    def __init__(self, backbone: nn.Module, features: int, way: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(features, way)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x):
-        return self.head(self.features(x).flatten(1))
+        return self.head(self.backbone(x).flatten(1))
 
 
 def clip_and_step(params, optimizer) -> None:
@@ -112,93 +184,70 @@ def clip_and_step(params, optimizer) -> None:
 
 
 class L2LStep:
-    def __init__(self, image_size, way, n_steps, inner_lr, first_order, device, theta,
-                 precision="fp32"):
+    def __init__(self, backbone: nn.Module, features: int, row: Row, first_order: bool,
+                 precision: str, device):
         import learn2learn as l2l  # imports gym, which warns: only where it is used
 
-        self.model = L2LConvNet(theta, image_size, way).to(device)
-        self.maml = l2l.algorithms.MAML(self.model, lr=inner_lr, first_order=first_order)
+        self.model = L2LModel(for_learn2learn(backbone), features, row.way).to(device)
+        self.maml = l2l.algorithms.MAML(self.model, lr=0.5, first_order=first_order)
         self.optimizer = torch.optim.Adam(self.maml.parameters(), lr=1e-3)
-        self.n_steps, self.precision = n_steps, precision
-        self.first_gradient = None
+        self.n_steps, self.precision = row.n_steps, precision
 
     def logits(self, learner, x):
         """The module's forward under the same autocast as ours (losses stay float32)."""
-        with conv4.autocast(x, taml_precision(self.precision)):
+        with autocast(x, self.precision):
             return learner(x).float()
 
-    def __call__(self, batch: EpisodeBatch) -> float:
+    def __call__(self, batch: EpisodeBatch) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        with tf32(self.precision):
-            for t, n in enumerate(batch.support_sizes.tolist()):
-                xs = conv4.images_to_input(batch.support_images[t, :n])
-                ys = batch.support_labels[t, :n]
-                learner = self.maml.clone()
-                for _ in range(self.n_steps):
-                    learner.adapt(F.cross_entropy(self.logits(learner, xs), ys))
-                xq = conv4.images_to_input(batch.query_images[t])
-                loss = (F.cross_entropy(self.logits(learner, xq), batch.query_labels[t])
-                        / batch.n_tasks)
-                loss.backward()
-                total += loss.item()
-        record_first_gradient(self, self.maml.parameters())
+        for t, n in enumerate(batch.support_sizes.tolist()):
+            xs = images_to_input(batch.support_images[t, :n])
+            ys = batch.support_labels[t, :n]
+            learner = self.maml.clone()
+            for _ in range(self.n_steps):
+                learner.adapt(F.cross_entropy(self.logits(learner, xs), ys))
+            xq = images_to_input(batch.query_images[t])
+            loss = F.cross_entropy(self.logits(learner, xq), batch.query_labels[t])
+            (loss / batch.n_tasks).backward()
         clip_and_step(self.maml.parameters(), self.optimizer)
-        return total
 
 
 class OursStep:
-    def __init__(self, switches, image_size, way, max_shot, n_steps, inner_lr, first_order,
-                 device, task_batching, precision="fp32", backbone="conv4"):
-        inner = InnerLoopConfig(n_steps, inner_lr, first_order, taml_precision(precision))
-        # --backbone resnet12: the command line's ResNet-12 (every variant from the same
-        # kernels); conv4: its pure-function 4-conv net
-        module = (ResNet12(generator=torch.Generator().manual_seed(0))
-                  if backbone == "resnet12" else None)
-        self.learner = MetaLearner(switches, image_size, way, max_shot, inner,
-                                   backbone=module).to(device)
+    def __init__(self, backbone: nn.Module, row: Row, switches: Switches, first_order: bool,
+                 precision: str, device, task_batching: str, compiled: bool = False):
+        inner = InnerLoopConfig(row.n_steps, 0.5, first_order, precision)
+        self.learner = MetaLearner(switches, row.image_size, row.way, row.max_shot, inner,
+                                   backbone).to(device)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=1e-3)
         self.generator = torch.Generator().manual_seed(0)
-        self.task_batching, self.precision = task_batching, precision
-        self.first_gradient = None
+        self.task_batching = task_batching
+        # the forward compiled, the backward as autograd runs it (meta_backward's loop
+        # backpropagates inside: it is the eager reference's step)
+        self.forward = torch.compile(self.learner) if compiled else self.learner
+        self.compiled = compiled
 
-    def __call__(self, batch: EpisodeBatch) -> float:
+    def __call__(self, batch: EpisodeBatch) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        with tf32(self.precision):
-            loss, _, _ = self.learner.meta_backward(batch, self.generator,
-                                                    task_batching=self.task_batching)
-        record_first_gradient(self, self.learner.parameters())
+        if self.compiled:
+            outputs = self.forward(batch, sample=True, generator=self.generator,
+                                   task_batching=self.task_batching)
+            F.cross_entropy(outputs.query_logits.transpose(1, 2), batch.query_labels).backward()
+        else:
+            self.learner.meta_backward(batch, self.generator, task_batching=self.task_batching)
         clip_and_step(self.learner.parameters(), self.optimizer)
-        return loss.item()
 
 
-def record_first_gradient(step, params) -> None:
-    """Keeps the first iteration's meta-gradient (float64, before the clip): every
-    precision of a variant starts from the same parameters on the same first batch and
-    posterior noise, so these give the reduced precision's error against fp32."""
-    if step.first_gradient is None:
-        step.first_gradient = torch.cat([p.grad.detach().double().flatten().cpu()
-                                         for p in params if p.grad is not None])
+class PredictStep:
+    """Meta-test's prediction (posterior means, no meta-gradient), eager or compiled."""
 
+    def __init__(self, backbone: nn.Module, row: Row, precision: str, device, compiled: bool):
+        inner = InnerLoopConfig(row.n_steps, 0.5, False, precision)
+        learner = MetaLearner(Switches(), row.image_size, row.way, row.max_shot, inner,
+                              backbone).to(device)
+        self.learner = torch.compile(learner) if compiled else learner
 
-def taml_precision(precision: str) -> str:
-    """taml's ``--precision`` for a benchmark precision: tf32 is a float32 run with TF32
-    matmuls and convolutions allowed (CUDA only, :func:`tf32`)."""
-    return "fp32" if precision == "tf32" else precision
-
-
-@contextlib.contextmanager
-def tf32(precision: str):
-    """TF32 tensor-core matmuls and convolutions for ``tf32`` (CUDA), else unchanged."""
-    if precision != "tf32":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    def __call__(self, batch: EpisodeBatch) -> None:
+        predictive_accuracy(self.learner, batch, 0, None, task_batching="loop")
 
 
 def pin_mmap_threshold():
@@ -278,175 +327,106 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_gflops(device: torch.device, precision: str, size: int = 2048,
-                       repeats: int = 5) -> float:
-    """GFLOP/s of a ``size``x``size`` matmul in ``precision`` (median of ``repeats`` after a
-    warm-up): the machine's practical peak for dense arithmetic in that precision."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    times = []
-    with tf32(precision):
-        for round_ in range(repeats + 1):
-            sync(device)
-            start = time.perf_counter()
-            torch.mm(a, b)
-            sync(device)
-            if round_:
-                times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
-
-
-def iteration_flops(step, batch: EpisodeBatch) -> int:
-    """Floating-point operations of one iteration of ``step`` (conv and matmul, forward and
-    all backward passes), counted while running it (the counter slows it: never timed)."""
-    with FlopCounterMode(display=False) as counter:
-        step(batch)
-    return counter.get_total_flops()
-
-
-def bench_shape(image_size: int, args, device: torch.device) -> dict:
-    """Every (variant, precision) on the same meta-batches, interleaved round by round."""
-    sampler = random_sampler(image_size, args.way, args.max_shot, args.query)
-    rng = np.random.default_rng(1)
-    theta = conv4.init_conv_params(torch.Generator().manual_seed(0))
-    common = dict(image_size=image_size, way=args.way, n_steps=args.n_steps,
-                  inner_lr=args.inner_lr, device=device)
-    names = [name for name in VARIANTS if name in args.variants]
-    if not args.first_order and "maml" in names:
-        names.append("maml first-order")
+def make_steps(row: Row, args, device) -> dict[tuple[str, str], Callable]:
+    """(variant, order) -> one iteration, every one from a copy of the same module."""
+    torch.manual_seed(0)  # the modules whose layers draw their default initialisation
+    template = row.backbone()
+    features = MetaLearner(Switches(), row.image_size, row.way, row.max_shot,
+                           InnerLoopConfig(1, 0.5), copy.deepcopy(template)).dense_w.shape[0]
     steps = {}
-    for name in names:
-        for precision in args.precisions:
-            if name == "l2l-maml":
-                step = L2LStep(first_order=args.first_order, theta=theta,
-                               precision=precision, **common)
-            else:
-                switches = VARIANTS[name.removesuffix(" first-order")]
-                step = OursStep(switches, max_shot=args.max_shot,
-                                first_order=args.first_order or name.endswith("first-order"),
-                                task_batching=args.task_batching, precision=precision,
-                                backbone=args.backbone, **common)
-            steps[name, precision] = step
-
-    sampling, seconds, flops = [], {key: [] for key in steps}, {}
-    for round_ in range(args.warmup + args.repeats):
-        start = time.perf_counter()
-        batch = sampler.sample(args.metabatch, rng).to(device)
-        sync(device)
-        sample_s = time.perf_counter() - start
-        if round_ >= args.warmup:
-            sampling.append(sample_s)
-        for key, step in steps.items():
-            if round_ == 0 and args.warmup > 0:  # the untimed warm-up also counts the FLOPs
-                flops[key] = iteration_flops(step, batch)
+    for order in args.orders:
+        first = order == "first"
+        for name in args.variants:
+            if name in COMPILED and not (args.compile and first):
                 continue
+            backbone = copy.deepcopy(template)
+            if name == "l2l-maml":
+                step = L2LStep(backbone, features, row, first, args.precision, device)
+            elif name.startswith("predict"):
+                step = PredictStep(backbone, row, args.precision, device,
+                                   compiled=name.endswith("compiled"))
+            else:
+                switches = SWITCHES["bayesian-taml" if name == "bayesian-taml" else "maml"]
+                step = OursStep(backbone, row, switches, first, args.precision, device,
+                                "vmap" if name == "maml-vmap" else "loop",
+                                compiled=name == "maml-compiled")
+            steps[name, order] = step
+    return steps
+
+
+def bench_row(row: Row, args, device: torch.device) -> dict:
+    """Every (variant, order) of ``row`` on the same meta-batches, interleaved round by round."""
+    sampler = random_sampler(row.image_size, row.way, row.max_shot, row.query)
+    rng = np.random.default_rng(1)
+    steps = make_steps(row, args, device)
+    seconds = {key: [] for key in steps}
+    for round_ in range(args.warmup + args.repeats):
+        batch = sampler.sample(row.metabatch, rng).to(device)
+        # a round's order rotates, so that no variant always runs after the same one
+        keys = list(steps)
+        keys = keys[round_ % len(keys):] + keys[:round_ % len(keys)]
+        for key in keys:
+            sync(device)
             start = time.perf_counter()
-            step(batch)
+            steps[key](batch)
             sync(device)
             if round_ >= args.warmup:
-                seconds[key].append(sample_s + time.perf_counter() - start)
-
-    memory = PeakMemory(device)
-    batch = sampler.sample(args.metabatch, rng).to(device)
+                seconds[key].append(time.perf_counter() - start)
     peaks = {}
-    for key, step in steps.items():
-        with memory:
-            step(batch)
-        peaks[key] = memory.peak
-    for key, step in steps.items():  # no warm-up round counted them
-        if key not in flops and not args.memory_pass:
-            flops[key] = iteration_flops(step, batch)
-
-    medians = {key: statistics.median(s) for key, s in seconds.items()}
-    reference = medians.get(("l2l-maml", args.precisions[0]))
-    sample_median = statistics.median(sampling)
-    rows = {name: {} for name in names}
-    for (name, precision), step in steps.items():
-        exact = steps[name, args.precisions[0]].first_gradient
-        error = (step.first_gradient - exact).norm() / exact.norm()
-        rows[name][precision] = {
-            "seconds": medians[name, precision],
-            "seconds_all": seconds[name, precision],
-            "ratio_to_l2l": medians[name, precision] / reference if reference else None,
-            "sampler_share": sample_median / medians[name, precision],
-            "peak_memory_mb": peaks[name, precision] / 2**20,
-            "gflop": flops.get((name, precision), 0) / 1e9,
-            "gflops_per_s": flops.get((name, precision), 0) / medians[name, precision] / 1e9,
-            "gradient_error": float(error),
+    if args.memory_pass or device.type == "cuda":
+        memory = PeakMemory(device)
+        batch = sampler.sample(row.metabatch, rng).to(device)
+        for key, step in steps.items():
+            with memory:
+                step(batch)
+            peaks[key] = memory.peak
+    variants = {}
+    for (name, order), times in seconds.items():
+        median = statistics.median(times)
+        reference = ("predict", order) if name == "predict-compiled" else ("l2l-maml", order)
+        base = statistics.median(seconds[reference]) if reference in seconds else None
+        variants.setdefault(order, {})[name] = {
+            "seconds": median, "seconds_all": times,
+            "speed_up": base / median if base and name != "predict" else None,
+            "peak_memory_mb": peaks[name, order] / 2**20 if (name, order) in peaks else None,
         }
-    return {"image_size": image_size, "backbone": args.backbone,
-            "sampler_seconds": sample_median, "variants": rows}
+    return {"title": row.title, "shape": row.__dict__ | {"backbone": None}, "orders": variants}
 
 
 def cpu_peaks_in_a_fresh_process(argv: list[str]) -> dict:
-    """Peak memory per shape, variant and precision, measured by this script in a child
-    process with glibc's mmap threshold pinned from the start (``--memory_pass``).
-
-    Not in the timing process: the pinned threshold makes every large tensor a fresh mmap
-    (page faults) and slowed the timed iterations 1.5-3x; switched on late instead, freed
-    heap chunks make the resident set over-count (measured 1.8 GB instead of 1.0 GB).
-    """
+    """Peak memory per row, order and variant, measured by this script in a child process
+    with glibc's mmap threshold pinned from the start (``--memory_pass``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "memory.json"
         subprocess.run([sys.executable, __file__, *argv, "--memory_pass", "--json", str(out)],
                        check=True, stdout=subprocess.DEVNULL)
-        shapes = json.loads(out.read_text())["shapes"]
-    return {shape: {name: {precision: row["peak_memory_mb"] for precision, row in rows.items()}
-                    for name, rows in result["variants"].items()}
-            for shape, result in shapes.items()}
+        return json.loads(out.read_text())["rows"]
 
 
-LABELS = {"l2l-maml": "learn2learn MAML", "maml": "our MAML", "meta-sgd": "our Meta-SGD",
-          "bayesian-taml": "our Bayesian TAML", "maml first-order": "our MAML, first order"}
-
-
-def print_table(shape: str, result: dict, peaks: dict[str, float]) -> None:
-    print(f"\n{shape} ({result['image_size']}x{result['image_size']}): sampler "
-          f"{1e3 * result['sampler_seconds']:.1f} ms per meta-batch")
-    print(f"{'variant':<18} {'prec':<5} {'s/iter':>8} {'x l2l':>7} {'l2l/x':>7} "
-          f"{'sampler':>8} {'peak MB':>9} {'GFLOP':>8} {'GFLOP/s':>8} {'% peak':>7} "
-          f"{'grad err':>9}")
-    for name, by_precision in result["variants"].items():
-        for precision, row in by_precision.items():
-            ratio = row["ratio_to_l2l"]
-            ratio_s = f"{ratio:>7.2f} {1 / ratio:>7.2f}" if ratio else f"{'-':>7} {'-':>7}"
-            print(f"{name:<18} {precision:<5} {row['seconds']:>8.3f} {ratio_s} "
-                  f"{100 * row['sampler_share']:>7.2f}% {row['peak_memory_mb']:>9.1f} "
-                  f"{row['gflop']:>8.2f} {row['gflops_per_s']:>8.1f} "
-                  f"{100 * row['gflops_per_s'] / peaks[precision]:>6.1f}% "
-                  f"{row['gradient_error']:>9.2e}")
-
-
-def markdown_table(result: dict, peaks: dict[str, float]) -> str:
-    """docs/benchmarks.md's table: one row per variant, for each precision s/iter, speed-up over
-    learn2learn's first precision (fp32: learn2learn as people run it), peak MB, GFLOP/s
-    and % of that precision's measured matmul peak; and the meta-gradient's relative error
-    against the first precision."""
-    precisions = list(next(iter(result["variants"].values())))
-    head = ["variant", "GFLOP"]
-    for precision in precisions:
-        head += [f"{precision} s/iter", f"{precision} speed-up", f"{precision} peak MB",
-                 f"{precision} GFLOP/s", f"{precision} % peak"]
-    head += [f"{precision} grad. error" for precision in precisions[1:]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    suffix = " (ResNet-12)" if result.get("backbone") == "resnet12" else ""
-    for name, by_precision in result["variants"].items():
-        cells = [LABELS.get(name, name) + suffix, f"{by_precision[precisions[0]]['gflop']:.1f}"]
-        for precision in precisions:
-            row = by_precision[precision]
-            speed_up = f"{1 / row['ratio_to_l2l']:.2f}" if row["ratio_to_l2l"] else "-"
-            cells += [f"{row['seconds']:.3g}", speed_up, f"{row['peak_memory_mb']:.0f}",
-                      f"{row['gflops_per_s']:.1f}",
-                      f"{100 * row['gflops_per_s'] / peaks[precision]:.1f}"]
-        cells += [f"{by_precision[p]['gradient_error']:.2g}" for p in precisions[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
+def markdown_table(results: dict) -> str:
+    """docs/benchmarks.md's table: one line per row, order and variant."""
+    lines = ["| backbone | episodes | order | variant | s/iter | speed-up | peak MB | "
+             "memory / l2l |", "|---|---|---|---|---|---|---|---|"]
+    for result in results["rows"].values():
+        shape = result["shape"]
+        episodes = (f"{shape['way']}-way, 1–{shape['max_shot']} shots, {shape['query']} "
+                    f"queries, {shape['metabatch']} tasks, {shape['n_steps']} steps")
+        for order, variants in result["orders"].items():
+            l2l_peak = (variants.get("l2l-maml") or {}).get("peak_memory_mb")
+            for name, cell in variants.items():
+                peak = cell["peak_memory_mb"]
+                lines.append("| " + " | ".join([
+                    result["title"], episodes, order, VARIANTS[name],
+                    f"{cell['seconds']:.3g}",
+                    f"{cell['speed_up']:.2f}" if cell["speed_up"] else "-",
+                    f"{peak:.0f}" if peak is not None else "-",
+                    f"{peak / l2l_peak:.2f}" if peak is not None and l2l_peak else "-"]) + " |")
     return "\n".join(lines)
 
 
 def add_episode_arguments(p: argparse.ArgumentParser) -> None:
-    """The episode and inner-loop shape (the paper's: meta-batch 4, 5-way, 1-50 shots, 15
-    queries, 5 steps of 0.5), shared with ``precision_error.py``."""
+    """The episode and inner-loop shape of the paper (meta-batch 4, 5-way, 1-50 shots, 15
+    queries, 5 steps of 0.5), for ``precision_error.py`` and ``profile_iteration.py``."""
     p.add_argument("--metabatch", type=int, default=4)
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--max_shot", type=int, default=50)
@@ -457,77 +437,69 @@ def add_episode_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--shape", choices=["cifar", "mimgnet", "both"], default="both")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--task_batching", choices=["auto", "vmap", "loop"], default="auto")
-    p.add_argument("--first_order", action="store_true")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--orders", nargs="+", default=["second", "first"], choices=["second", "first"])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
-                   choices=["fp32", "bf16", "tf32"],
-                   help="each variant in each (the first is the reference of the speed-up "
-                        "and of the gradient error; tf32: CUDA only)")
-    add_episode_arguments(p)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="every variant's (bf16: the backbone under autocast, learn2learn's too)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--compile", action="store_true",
+                   help="also the torch.compile variants (first order; compiling takes minutes)")
+    p.add_argument("--no_memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    for field in ("max_shot", "query", "metabatch", "n_steps"):
+        p.add_argument(f"--{field}", type=int, default=None,
+                       help=f"every row's {field} (default: each row's own)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: cifar shape, 2 tasks, max_shot 5, query 2, 2 steps, "
-                        "1 repeat, no warm-up")
+                   help="smoke test: the small CNN at 8 px, 2 tasks, 2 steps, 1 round")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--backbone", choices=["conv4", "resnet12"], default="conv4",
-                   help="our variants' base learner (learn2learn's is the 4-conv net only)")
     p.add_argument("--memory_pass", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    if args.memory_pass:  # the child of cpu_peaks_in_a_fresh_process: timings are discarded
-        args.repeats, args.warmup = 1, 0
+    overrides = {k: getattr(args, k) for k in ("max_shot", "query", "metabatch", "n_steps")
+                 if getattr(args, k) is not None}
+    rows = {k: Row(**{**v.__dict__, **overrides}) for k, v in ROWS.items()}
     if args.quick:
-        args.shape = "cifar" if args.shape == "both" else args.shape
-        args.metabatch, args.max_shot, args.query, args.n_steps = 2, 5, 2, 2
+        args.repeats, args.warmup = 1, 0
+        if args.rows == list(ROWS):
+            args.rows = ["cnn-8"]
+        rows = {k: Row(**{**v.__dict__, "metabatch": 2, "n_steps": 2, "max_shot": 3,
+                          "query": 2}) for k, v in ROWS.items()}
+    if args.memory_pass:  # the child of cpu_peaks_in_a_fresh_process: timings are discarded
         args.repeats, args.warmup = 1, 0
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is visible; use --device cpu")
-    if "tf32" in args.precisions and args.device != "cuda":
-        p.error("--precisions tf32 is a CUDA mode (TF32 tensor cores); use --device cuda")
-    if args.backbone != "conv4" and "l2l-maml" in args.variants:
-        p.error("--backbone resnet12 times our variants only: leave l2l-maml out of "
-                "--variants (learn2learn's variant is the 4-conv net)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cpu" and args.memory_pass:
         global LIBC
         LIBC = pin_mmap_threshold()
-    shapes = list(SHAPES) if args.shape == "both" else [args.shape]
 
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
-          f"backbone {args.backbone}, "
-          f"task_batching {args.task_batching}, {'first' if args.first_order else 'second'} "
-          f"order; metabatch {args.metabatch}, {args.way}-way, max_shot {args.max_shot}, "
-          f"query {args.query}, {args.n_steps} steps; median of {args.repeats} after "
+          f"{args.precision}, orders {' '.join(args.orders)}; median of {args.repeats} after "
           f"{args.warmup} warm-up")
-    results = {**run_header(args, device), "shapes": {}}
-    if not args.memory_pass:
-        results["peak_gflops"] = {precision: matmul_peak_gflops(device, precision)
-                                  for precision in dict.fromkeys(["fp32", *args.precisions])}
-        print("measured peak (2048x2048 matmul): "
-              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in results["peak_gflops"].items()))
-    for shape in shapes:
-        results["shapes"][shape] = bench_shape(SHAPES[shape], args, device)
-    if device.type == "cpu" and not args.memory_pass:
+    results = {**run_header(args, device), "rows": {}}
+    for name in args.rows:
+        results["rows"][name] = result = bench_row(rows[name], args, device)
+        if not args.memory_pass:
+            for order, variants in result["orders"].items():
+                for variant, cell in variants.items():
+                    speed_up = f"{cell['speed_up']:.2f}x" if cell["speed_up"] else "-"
+                    print(f"{name:<12} {order:<6} {variant:<17} {cell['seconds']:8.3f} s "
+                          f"{speed_up:>7}", flush=True)
+    if device.type == "cpu" and not args.memory_pass and not args.no_memory:
         child_argv = [a for i, a in enumerate(argv)
                       if a != "--json" and (i == 0 or argv[i - 1] != "--json")]
-        for shape, peaks in cpu_peaks_in_a_fresh_process(child_argv).items():
-            for name, by_precision in peaks.items():
-                for precision, peak in by_precision.items():
-                    rows = results["shapes"][shape]["variants"][name]
-                    rows[precision]["peak_memory_mb"] = peak
+        for name, result in cpu_peaks_in_a_fresh_process(child_argv).items():
+            for order, variants in result["orders"].items():
+                for variant, cell in variants.items():
+                    ours = results["rows"][name]["orders"][order][variant]
+                    ours["peak_memory_mb"] = cell["peak_memory_mb"]
     if not args.memory_pass:
-        for shape in shapes:
-            print_table(shape, results["shapes"][shape], results["peak_gflops"])
-        for shape in shapes:
-            print(f"\n{shape}, for docs/benchmarks.md:\n"
-                  + markdown_table(results["shapes"][shape], results["peak_gflops"]))
+        print("\nfor docs/benchmarks.md:\n" + markdown_table(results))
     write_results(args.json, results)
     return results
 

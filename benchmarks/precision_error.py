@@ -11,7 +11,7 @@ the speed benchmark's episode shape, on a meta-batch of the embedded ``synthetic
 float32 can be 10% off float64 there): the relative error (L2 norm over all parameters) of
 the first meta-gradient in float32, in ``--precision bf16``, and in float32 with the native
 ``F.batch_norm`` instead of taml's plain-op batch norm (the choice
-``conv4.masked_batch_norm`` makes for bfloat16 only), each against float64 from the
+``backbone.masked_batch_norm`` makes for bfloat16 only), each against float64 from the
 same initialisation and meta-batch. Bayesian TAML is left out: its posterior noise is drawn
 in the parameters' dtype, so a float64 run samples other noise.
 """
@@ -38,7 +38,8 @@ from meta_iteration import (  # noqa: E402
 
 from taml.episodic.build import samplers_for  # noqa: E402
 from taml.episodic.config import parse_config  # noqa: E402
-from taml.episodic.learners import conv4  # noqa: E402
+from taml.episodic.learners import backbone  # noqa: E402
+from taml.episodic.learners.conv4 import Conv4  # noqa: E402
 from taml.episodic.learners.inner_loop import InnerLoopConfig  # noqa: E402
 from taml.episodic.learners.meta_learner import MetaLearner, Switches  # noqa: E402
 
@@ -52,20 +53,22 @@ SETTINGS = {"fp64": (torch.float64, "fp32", False), "fp32": (torch.float32, "fp3
 @contextlib.contextmanager
 def native_batch_norm_everywhere(on: bool):
     """Every all-real-rows batch norm through ``F.batch_norm``, whatever the dtype."""
-    real = conv4.masked_batch_norm
+    real = backbone.masked_batch_norm
     if on:
-        conv4.masked_batch_norm = lambda x, shift, mask: (
-            conv4.native_batch_norm(x, shift) if mask is None else real(x, shift, mask))
+        backbone.masked_batch_norm = lambda x, shift, mask, eps, scale=None: (
+            backbone.native_batch_norm(x, shift, eps, scale) if mask is None
+            else real(x, shift, mask, eps, scale))
     try:
         yield
     finally:
-        conv4.masked_batch_norm = real
+        backbone.masked_batch_norm = real
 
 
 def meta_gradient(switches, setting, image_size, args, batch) -> torch.Tensor:
     dtype, precision, native = SETTINGS[setting]
     inner = InnerLoopConfig(args.n_steps, args.inner_lr, precision=precision)
-    learner = MetaLearner(switches, image_size, args.way, args.max_shot, inner).to(dtype)
+    learner = MetaLearner(switches, image_size, args.way, args.max_shot, inner,
+                          Conv4()).to(dtype)
     with native_batch_norm_everywhere(native):
         learner.meta_backward(batch, torch.Generator().manual_seed(0))
     return torch.cat([p.grad.double().flatten() for p in learner.parameters()

@@ -25,14 +25,14 @@ and a user's module all run through :class:`ModuleBackbone`: one path, one bench
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 Params = dict[str, torch.Tensor]
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -120,13 +120,31 @@ def autocast(x: torch.Tensor, precision: str) -> torch.autocast:
                           enabled=dtype is not None)
 
 
-def _batch_norm_forward(module: nn.modules.batchnorm._BatchNorm, holder: dict):
-    """A batch-norm layer's forward on the batch's real rows (``holder["mask"]``)."""
+class _MaskedBatchNorm(TorchFunctionMode):
+    """Every ``F.batch_norm`` call (each batch-norm layer's forward) as
+    :func:`masked_batch_norm` on ``mask``'s rows, with the layer's weight as the scale and its
+    bias as the shift; the running statistics are neither read nor written.
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return masked_batch_norm(x, module.bias, holder["mask"], module.eps, module.weight)
+    A function mode rather than a replaced ``forward`` on the layers: the module is left
+    untouched, and ``torch.compile`` traces it (setting and deleting a module attribute
+    inside a compiled region failed)."""
 
-    return forward
+    def __init__(self, mask: torch.Tensor | None):
+        super().__init__()
+        self.mask = mask
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm:
+            bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            x, weight, bias, eps = (bound.arguments[k] for k in ("input", "weight", "bias",
+                                                                   "eps"))
+            return masked_batch_norm(x, bias, self.mask, eps, weight)
+        return func(*args, **kwargs)
+
+
+_BATCH_NORM_SIGNATURE = inspect.signature(F.batch_norm)
 
 
 class ModuleBackbone:
@@ -161,7 +179,10 @@ class ModuleBackbone:
         # which γ scales each key's step (the classifier's, n_layers, is the default)
         self._layer_of = {k: i for i, layer in enumerate(layers)
                           for k in (layer.weight, layer.bias) if k}
-        self._batch_norms = [sub for sub in module.modules() if isinstance(sub, BATCH_NORM_TYPES)]
+        # a batch-norm layer's forward counts its calls in this buffer (in place): the
+        # learners give each call a scratch counter, so that the module stays as it is
+        self._counters = [name for name, _ in module.named_buffers()
+                          if name.rsplit(".", 1)[-1] == "num_batches_tracked"]
 
     @property
     def n_layers(self) -> int:
@@ -205,17 +226,6 @@ class ModuleBackbone:
                 at += layer.channels
         return out
 
-    @contextlib.contextmanager
-    def _masked_batch_norm(self, mask: torch.Tensor | None) -> Iterator[None]:
-        holder = {"mask": mask}
-        for bn in self._batch_norms:
-            bn.forward = _batch_norm_forward(bn, holder)  # an instance attribute, undone below
-        try:
-            yield
-        finally:
-            for bn in self._batch_norms:
-                del bn.forward
-
     def features(self, params: Params, outer: Params, x: torch.Tensor,
                  mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
         """Features ``[N, D]`` of ``x`` ``[N, C, H, W]`` (``mask`` ``[N]``: the real rows;
@@ -226,8 +236,10 @@ class ModuleBackbone:
         dtype, so that the classifier, the losses and every gradient of a parameter
         (autocast's casts route them back) are float32."""
         dtype = params[self.layers[0].weight].dtype
-        with self._masked_batch_norm(mask), autocast(x, precision):
-            out = functional_call(self.module, {**outer, **params}, (x,))
+        counters = {name: torch.zeros((), dtype=torch.long, device=x.device)
+                    for name in self._counters}
+        with _MaskedBatchNorm(mask), autocast(x, precision):
+            out = functional_call(self.module, {**outer, **params, **counters}, (x,))
         return out.flatten(1).to(dtype)
 
     def forward(self, params: Params, outer: Params, x: torch.Tensor,
