@@ -25,31 +25,17 @@ parser.add_argument("--alpha_init", type=float, default=0.01)
 parser.add_argument("--channels", type=int, nargs=4, default=[8, 16, 32, 64])
 args = parser.parse_args()
 rng = torch.Generator().manual_seed(0)
-templates = torch.rand(40, 3, args.size, args.size, generator=rng)  # your 40 classes
-
-
-def meta_batch(tasks: int):
-    """[T, N, 3, H, W] supports (classes of 1..max_shot images, padded), their labels and
-    mask, and [T, way*query, 3, H, W] queries."""
-    n = args.way * args.max_shot
-    sx = torch.zeros(tasks, n, 3, args.size, args.size)
-    sy = torch.zeros(tasks, n, dtype=torch.long)
-    mask = torch.zeros(tasks, n, dtype=torch.bool)
-    qx, qy = [], []
-    for t in range(tasks):
-        classes = torch.randperm(len(templates), generator=rng)[:args.way]
-        shots = torch.randint(1, args.max_shot + 1, (args.way,), generator=rng)
-        labels = torch.repeat_interleave(torch.arange(args.way), shots)
-        real = len(labels)
-        noise = 0.2 * torch.randn(real, 3, args.size, args.size, generator=rng)
-        sx[t, :real] = templates[classes[labels]] + noise
-        sy[t, :real], mask[t, :real] = labels, True  # real rows first, padding last
-        q = torch.arange(args.way).repeat_interleave(args.query)
-        qx.append(templates[classes[q]]
-                  + 0.2 * torch.randn(len(q), 3, args.size, args.size, generator=rng))
-        qy.append(q)
-    return sx, sy, mask, torch.stack(qx), torch.stack(qy)
-
+# your labelled data: here 40 random class templates, 20 noisy images of each
+templates = torch.rand(40, 3, args.size, args.size, generator=rng)
+labels = torch.arange(40).repeat_interleave(20)
+images = templates[labels] + 0.2 * torch.randn(len(labels), 3, args.size, args.size,
+                                               generator=rng)
+# the paper's imbalanced tasks (1..max_shot images per class), padded with their mask;
+# classes 0-29 to meta-train, 30-39 to meta-test
+train_tasks, test_tasks = (
+    taml.EpisodeBuilder(images, labels, way=args.way, max_shot=args.max_shot,
+                        query=args.query, classes=classes)
+    for classes in (range(30), range(30, 40)))
 
 backbone = taml.ResNet12(in_channels=3, channels=tuple(args.channels))  # your module
 learner = taml.BayesianTAML(backbone, way=args.way, input_shape=(3, args.size, args.size),
@@ -58,7 +44,7 @@ learner = taml.BayesianTAML(backbone, way=args.way, input_shape=(3, args.size, a
 optimiser = torch.optim.Adam(learner.parameters(), lr=1e-3)
 noise = torch.Generator().manual_seed(1)  # the posterior samples' noise
 for iteration in range(1, args.iterations + 1):
-    sx, sy, mask, qx, qy = meta_batch(tasks=2)
+    sx, sy, qx, qy, mask = train_tasks.sample(2, generator=rng)
     optimiser.zero_grad()
     objective = learner.meta_objective(sx, sy, qx, qy, mask, generator=noise)
     objective.loss.backward()
@@ -66,9 +52,10 @@ for iteration in range(1, args.iterations + 1):
     print(f"iteration {iteration}: meta-loss {objective.loss.item():.3f}, query accuracy "
           f"{100 * objective.accuracy.mean().item():.1f}%")
 
-test = meta_batch(tasks=4)  # meta-test: 4 new tasks, 5 posterior samples
-probs = learner.predict(test[0], test[1], test[3], test[2], n_samples=5, generator=noise)
-accuracy = (probs.argmax(-1) == test[4]).float().mean().item()
+test = test_tasks.sample(4, generator=rng)  # meta-test: 4 tasks of new classes, 5 samples
+probs = learner.predict(test.support_x, test.support_y, test.query_x, test.support_mask,
+                        n_samples=5, generator=noise)
+accuracy = (probs.argmax(-1) == test.query_y).float().mean().item()
 print(f"meta-test accuracy {100 * accuracy:.1f}% (chance {100 / args.way:.0f}%)")
 # the balancing of the last meta-training task: its class sizes and the class weights
 # softmax(omega) its inner loss used (the paper: smaller classes get larger weights)

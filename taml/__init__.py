@@ -20,6 +20,9 @@ _EPISODIC = {
     "Conv4": "taml.episodic.learners.conv4",
     "ResNet12": "taml.episodic.learners.resnet12",
     "BackboneError": "taml.episodic.learners.backbone",
+    "EpisodeBuilder": "taml.data.episode_builder",
+    "TaskBatch": "taml.data.episode_builder",
+    "collate_tasks": "taml.data.episode_builder",
 }
 # ---- the reweighting API (biased family; taml/biased/api.py) ----
 _BIASED = {

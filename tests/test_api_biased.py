@@ -275,3 +275,45 @@ def test_the_mwnet_example_runs_on_tiny_data(tmp_path):
     lines = result.stdout.strip().splitlines()
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert len(epochs) == 2 and "test accuracy" in epochs[-1], result.stdout
+
+
+def _snapshot(step) -> dict:
+    """Everything a reweighting step could change, cloned."""
+    return {"model": copy.deepcopy(step.model.state_dict()),
+            "grads": [None if p.grad is None else p.grad.clone()
+                      for p in step.model.parameters()],
+            "optimizer": copy.deepcopy(step.optimizer.state_dict()),
+            "method": copy.deepcopy(step.method.state_dict()),
+            "steps": step.steps_taken, "rng": torch.get_rng_state()}
+
+
+def _assert_same(before: dict, after: dict) -> None:
+    for key in before["model"]:
+        assert torch.equal(before["model"][key], after["model"][key]), key
+    for a, b in zip(before["grads"], after["grads"], strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert repr(before["optimizer"]) == repr(after["optimizer"])
+    assert repr(before["method"]) == repr(after["method"])
+    assert before["steps"] == after["steps"] and torch.equal(before["rng"], after["rng"])
+
+
+@pytest.mark.parametrize("name", ["erm", "class_balanced", "focal", "tml", "l2rw", "mwnet"])
+def test_weights_reads_a_steps_example_weights_without_changing_anything(name):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                          nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = {"erm": lambda: taml.ERMStep(model, optimizer),
+            "class_balanced": lambda: taml.ClassBalancedStep(model, optimizer, [5, 2, 1]),
+            "focal": lambda: taml.FocalStep(model, optimizer, gamma=2.0),
+            "tml": lambda: taml.TMLStep(model, optimizer, 3, meta_every=1),
+            "l2rw": lambda: taml.L2RWStep(model, optimizer),
+            "mwnet": lambda: taml.MWNetStep(model, optimizer, hidden=8)}[name]()
+    x, y = torch.randn(8, 3, 8, 8), torch.tensor([0, 0, 0, 0, 0, 1, 1, 2])
+    meta = (torch.randn(6, 3, 8, 8), torch.arange(3).repeat(2))
+    step.step((x, y), meta)  # momentum, V's Adam state and .grad exist
+    before = _snapshot(step)
+    weights = step.weights((x, y), meta)
+    _assert_same(before, _snapshot(step))
+    assert weights.shape == (8,) and not weights.requires_grad
+    torch.testing.assert_close(weights, step.compute((x, y), meta).example_weights)

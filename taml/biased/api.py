@@ -22,6 +22,7 @@ is one plain SGD step ahead of θ (``taml.biased.methods.core``), whatever the o
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -123,6 +124,31 @@ class ReweightingStep:
                                step_index=self.steps_taken + 1, sync=self.sync)
         out.loss.backward()
         return out
+
+    def weights(self, batch: Batch, meta_batch: Batch | None = None) -> torch.Tensor:
+        """The example weights a_i ``[B]`` that :meth:`compute` would give ``batch`` now
+        (after the meta-update that step would make: MW-Net's V stepped, TML's w at a
+        ``meta_every`` step), detached, with **no side effect**: the step runs on copies of
+        the model and the method, so the model's parameters, ``.grad`` and batch-norm
+        statistics, the optimiser, the method's state (V, its optimiser, w) and torch's
+        global random state (dropout) are all left as they were. Costs a step and a copy
+        of the model. ``sync`` is not called (it is a collective across processes): under
+        torchrun these are this process's weights before the meta-gradients are averaged."""
+        x, y = _pair(batch, "batch")
+        meta_x = meta_y = None
+        if self.needs_meta_batch:
+            if meta_batch is None:
+                raise ValueError(f"{self.method.name} needs a meta batch: call "
+                                 "weights(batch, meta_batch) with the meta batch of the step")
+            meta_x, meta_y = _pair(meta_batch, "meta_batch")
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        # one deepcopy of both keeps what they share (MW-Net's V, placed by the model) shared
+        model, method = copy.deepcopy((self.model, self.method))
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            out = method.step(model, x, y, meta_x, meta_y, lr=lr,
+                              step_index=self.steps_taken + 1, sync=no_sync)
+        return out.example_weights.detach()
 
     def update(self) -> None:
         """The second half: the optimiser's step on the gradients :meth:`compute` left."""

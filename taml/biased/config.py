@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment,
                    help="training augmentation; auto = crop_flip on CIFAR, none otherwise")
     g.add_argument("--data_root", default=d.data_root,
-                   help="folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
+                   help="folder of the dataset stores (default: $TAML_DATA_ROOT, else data/ "
+                        "in a checkout, else ~/.cache/taml/data)")
     t = p.add_argument_group("training")
     t.add_argument("--network", choices=NETWORKS, default=d.network,
                    help="default: lenet_tml for glyphs, digits and mnist, resnet32 "

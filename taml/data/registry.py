@@ -72,9 +72,29 @@ class DatasetError(Refusal):
     """A dataset is missing, incomplete or unusable; the message says how to fix it."""
 
 
+def is_checkout(root: Path = REPO_ROOT) -> bool:
+    """Whether taml runs from a source checkout (its ``main.py`` and ``pyproject.toml`` beside
+    the package), not from an installed copy in site-packages."""
+    installed = {"site-packages", "dist-packages"} & set(root.parts)
+    return not installed and (root / "main.py").is_file() and (root / "pyproject.toml").is_file()
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for taml's data: ``$XDG_CACHE_HOME/taml/data`` (default
+    ``~/.cache``), or ``%LOCALAPPDATA%\\taml\\data`` on Windows."""
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "taml" / "data"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "taml" / "data"
+
+
 def default_data_root() -> Path:
-    """``$TAML_DATA_ROOT`` if set, else ``data/`` of the repository (as the original)."""
-    return Path(os.environ.get("TAML_DATA_ROOT", REPO_ROOT / "data"))
+    """Where datasets live when ``--data_root`` is not given: ``$TAML_DATA_ROOT`` if set,
+    else ``data/`` of the checkout (as the original), else the user's cache folder
+    (:func:`user_cache_dir`): an installed taml never writes inside site-packages."""
+    if os.environ.get("TAML_DATA_ROOT"):
+        return Path(os.environ["TAML_DATA_ROOT"])
+    return REPO_ROOT / "data" if is_checkout() else user_cache_dir()
 
 
 def is_folder_dataset(name: str) -> bool:

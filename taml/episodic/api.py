@@ -75,7 +75,7 @@ def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support
     if query_y is not None and tuple(query_y.shape) != tuple(query_x.shape[:2]):
         raise ValueError(f"query_y must be [tasks, rows] = {tuple(query_x.shape[:2])}, got "
                          f"{tuple(query_y.shape)}")
-    dtype = learner.dense_w.dtype
+    dtype = learner.dtype
     if support_mask is None:
         mask = support_x.new_ones(support_x.shape[:2], dtype=dtype)
     else:
@@ -153,6 +153,69 @@ class EpisodicLearner(MetaLearner):
                                                      task_batching)
         return _objective(loss, per_task, outputs)
 
+    def forward(self, batch, *args, **kwargs):
+        """The learners' own meta-batch pass (an internal batch). Called on tensors, as
+        ``learner(support_x, support_y, query_x, ...)``, it says which entry to use."""
+        if isinstance(batch, torch.Tensor):
+            raise TypeError(
+                "a learner is not called on tensors: learner.predict(support_x, support_y, "
+                "query_x, support_mask) gives the query probabilities, "
+                "learner.meta_objective(support_x, support_y, query_x, query_y, "
+                "support_mask) the meta-training loss, learner.adapted_parameters(support_x, "
+                "support_y, support_mask) each task's adapted weights")
+        return super().forward(batch, *args, **kwargs)
+
+    def adapted_parameters(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        n_steps: int | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Each task's adapted parameters (a list of T dicts), keyed as
+        ``learner.task_model``'s, for ``torch.func.functional_call(learner.task_model,
+        params, (x,))`` -> logits ``[N, way]`` (what :meth:`predict` softmaxes). Each dict
+        holds the backbone's adapted conv / linear weights, its batch-norm parameters (not
+        adapted) and, unless ``head="backbone"``, the classifier ``dense_w`` ``[D, way]`` and
+        ``dense_b`` ``[way]``. Bayesian TAML adapts with its posterior means, or with one
+        posterior sample (``sample=True``, ``generator``'s noise). Differentiable into
+        every meta-parameter (second order unless ``first_order``), as learn2learn's
+        ``clone()`` + ``adapt()``; under ``torch.no_grad()`` no graph is kept."""
+        query_x = support_x[:, :1]
+        tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        balancing, _ = self.posterior_balancing(tasks.support_x, tasks, sample, generator)
+        one_task = self._task_function(n_steps)
+        outer = {f"backbone.{k}": v for k, v in self.outer_params().items()}
+        out = []
+        for t, n in enumerate(tasks.support_sizes.tolist()):
+            adapted = one_task({k: v[t] for k, v in balancing.items()}, tasks.support_x[t, :n],
+                               tasks.support_labels[t, :n], None, None, None)
+            out.append({**outer, **{(k if k in ("dense_w", "dense_b") else f"backbone.{k}"): v
+                                    for k, v in adapted.items()}})
+        return out
+
+    @property
+    def task_model(self) -> TaskModel:
+        """The network one task runs: the backbone (with taml's batch norm, over the batch
+        it is given) and the classifier. Called plainly it is the meta-learned
+        initialisation; with :meth:`adapted_parameters` through
+        ``torch.func.functional_call`` it is a task's adapted learner."""
+        return TaskModel(self)
+
+    def balancing(self, support_x: torch.Tensor, support_y: torch.Tensor,
+                  support_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Bayesian TAML's balancing variables for each task's support set (meta-test: no
+        query is read), detached: ``omega_mean``, ``omega_std``, ``class_weights`` =
+        softmax(ω's mean) ``[T, way]``; ``gamma_mean``, ``gamma_std``, ``step_scales`` =
+        exp(γ's mean) ``[T, layers + 1]`` (the classifier's last); ``z_mean``, ``z_std``
+        ``[T, z_size]``. A variable switched off has none of its keys; MAML and Meta-SGD
+        give ``{}``. The command line's balancing tables print these same values."""
+        query_x = support_x[:, :1]
+        tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        return self.posterior_summary(tasks)
+
     @torch.no_grad()
     def predict(
         self,
@@ -188,6 +251,31 @@ class EpisodicLearner(MetaLearner):
         return probs
 
 
+class TaskModel(nn.Module):
+    """``x`` ``[N, C, H, W]`` -> logits ``[N, way]``: ``learner.backbone`` (its batch norm on
+    the statistics of ``x``, as the learners run it) and, unless ``head="backbone"``, the
+    classifier ``dense_w``, ``dense_b``. Its parameter names are the keys of
+    :meth:`EpisodicLearner.adapted_parameters`. It shares the learner's tensors."""
+
+    def __init__(self, learner: EpisodicLearner):
+        super().__init__()
+        self.backbone = learner.backbone
+        self._functional, self._precision = learner.functional, learner.inner.precision
+        if learner.dense_w is not None:
+            self.register_buffer("dense_w", learner.dense_w)
+            self.register_buffer("dense_b", learner.dense_b)
+        else:
+            self.dense_w = self.dense_b = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        named = dict(self.backbone.named_parameters())  # functional_call's, when given
+        adapted = {k: named[k] for k in self._functional.adapted_keys}
+        outer = {k: v for k, v in named.items() if k not in adapted}
+        if self.dense_w is not None:
+            adapted = {**adapted, "dense_w": self.dense_w, "dense_b": self.dense_b}
+        return self._functional.forward(adapted, outer, x, None, self._precision)
+
+
 def _input(input_shape: tuple[int, int, int]) -> tuple[int, tuple[int, int]]:
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
@@ -199,15 +287,21 @@ class MAML(EpisodicLearner):
     """MAML (Finn et al. 2017) on ``backbone``: ``n_steps`` inner steps of size
     ``inner_lr`` on the mean support cross-entropy from the meta-learned initialisation;
     second order unless ``first_order``. ``input_shape``: (C, H, W) of one input.
-    ``precision``: ``fp32`` or ``bf16`` (the backbone under autocast)."""
+    ``precision``: ``fp32`` or ``bf16`` (the backbone under autocast). ``head``: the
+    classifier every task starts from: ``"zero"`` (the original's, not learned: the first
+    step moves the classifier alone and the logits start at 0, so ``inner_lr`` must be
+    tuned to the features' scale; the original's 0.5 is its 4-conv net's), ``"learned"``
+    (a meta-learned initialisation, as the MAML paper and learn2learn: ``inner_lr`` 0.1
+    is their usual value), ``"backbone"`` (the backbone's output, ``way`` units, is the
+    logits; its last layer is adapted as any other) (docs/api.md, "The head")."""
 
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, inner_lr: float = 0.5, first_order: bool = False,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", head: str = "zero"):
         channels, size = _input(input_shape)
         super().__init__(Switches(), size, way, 1,
                          InnerLoopConfig(n_steps, inner_lr, first_order, precision),
-                         backbone=backbone, in_channels=channels)
+                         backbone=backbone, in_channels=channels, head=head)
 
 
 class MetaSGD(EpisodicLearner):
@@ -217,11 +311,12 @@ class MetaSGD(EpisodicLearner):
 
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, first_order: bool = False, alpha_init: float = ALPHA_INIT,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", head: str = "zero"):
         channels, size = _input(input_shape)
         super().__init__(Switches(alpha_on=True), size, way, 1,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
-                         backbone=backbone, in_channels=channels, alpha_init=alpha_init)
+                         backbone=backbone, in_channels=channels, alpha_init=alpha_init,
+                         head=head)
 
 
 class BayesianTAML(EpisodicLearner):
@@ -242,11 +337,11 @@ class BayesianTAML(EpisodicLearner):
                  omega: bool = True, gamma: bool = True, z: bool = True,
                  sigma_init: float = DEFAULT_SIGMA_INIT, alpha_init: float = ALPHA_INIT,
                  omega_reads_statistics: bool = False, seed: int = 0,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", head: str = "zero"):
         channels, size = _input(input_shape)
         super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
                          omega_reads_statistics=omega_reads_statistics,
                          generator=torch.Generator().manual_seed(seed),
                          sigma_init=sigma_init, backbone=backbone, in_channels=channels,
-                         alpha_init=alpha_init)
+                         alpha_init=alpha_init, head=head)

@@ -101,6 +101,7 @@ def build_learner(cfg: Config) -> MetaLearner:
         omega_reads_statistics=len(cfg.id_dataset) > 1,
         generator=generator,
         sigma_init=cfg.sigma_init,
+        head=cfg.head,
     )
 
 

@@ -26,6 +26,10 @@ PRECISIONS = ("fp32", "bf16")
 # --backbone: the base learner's body (taml.episodic.build.build_backbone): the paper's 4-conv
 # net, or ResNet-12 (MetaOptNet / TADAM's 64-160-320-640)
 BACKBONES = ("conv4", "resnet12")
+# --head: the classifier each task starts from (taml.episodic.learners.meta_learner.HEADS):
+# the original's zero, or a meta-learned initialisation (MAML's, learn2learn's); a user's
+# module as the whole classifier ("backbone") is the Python API's alone
+CLI_HEADS = ("zero", "learned")
 # what config.json and the checkpoints say this config is (the biased family's: "biased")
 FAMILY = "episodic"
 
@@ -72,6 +76,7 @@ class Config:
     precision: str = "fp32"
     sigma_init: float = DEFAULT_SIGMA_INIT  # the original's: ORIGINAL_SIGMA_INIT
     backbone: str = "conv4"
+    head: str = "zero"
     # how to start, not what the run is: never in config.json or checkpoints
     force: bool = False
 
@@ -174,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "picks best.pt (0 = posterior means, the original's)")
     p.add_argument("--seed", type=int, default=d.seed, help="taml: seed of every generator")
     p.add_argument("--data_root", default=d.data_root,
-                   help="taml: folder of the dataset stores (default: data/ or $TAML_DATA_ROOT)")
+                   help="taml: folder of the dataset stores (default: $TAML_DATA_ROOT, else data/ "
+                        "in a checkout, else ~/.cache/taml/data)")
     p.add_argument("--image_size", type=int, default=d.image_size,
                    help="taml: image size of folder:PATH datasets (default 32)")
     p.add_argument("--sampler_mode", choices=list(SAMPLER_MODES), default=d.sampler_mode,
@@ -200,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
                    help="taml: the base learner: conv4 (the paper's 4-conv net) or resnet12 "
                         "(4 residual blocks, 64-160-320-640 channels, as MetaOptNet/TADAM)")
+    p.add_argument("--head", choices=list(CLI_HEADS), default=d.head,
+                   help="taml: the classifier each task starts from: zero (the original's, "
+                        "not learned; the first inner step moves it alone, hence "
+                        "--inner_lr 0.5) or learned (a meta-learned initialisation, as "
+                        "MAML's paper and learn2learn; their usual --inner_lr is 0.1)")
     p.add_argument("--tensorboard", action="store_true",
                    help="taml: also log the training scalars and the balancing variables' "
                         "histograms to <savedir>/tensorboard (needs pip install tensorboard)")
@@ -246,6 +257,8 @@ def _check(cfg: Config) -> None:
     if cfg.backbone not in BACKBONES:  # argparse checks it; a replace() may not
         raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got "
                          f"{cfg.backbone!r}")
+    if cfg.head not in CLI_HEADS:  # argparse checks it; a replace() may not
+        raise ValueError(f"--head must be one of {', '.join(CLI_HEADS)}, got {cfg.head!r}")
     if cfg.kl_normaliser not in KL_NORMALISERS:  # argparse checks it; a replace() may not
         raise ValueError(f"--kl_normaliser must be one of {', '.join(KL_NORMALISERS)}, got "
                          f"{cfg.kl_normaliser!r}")

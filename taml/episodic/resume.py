@@ -22,7 +22,7 @@ from taml.run import compat
 from taml.run.compat import IncompatibleRun
 
 MODEL_FLAGS = ("alpha_on", "omega_on", "gamma_on", "z_on", "way", "id_dataset", "max_shot",
-               "image_size", "backbone")  # max_shot: Bayesian TAML scales class sizes by it
+               "image_size", "backbone", "head")  # max_shot: Bayesian TAML scales class sizes by it
 RESUME_REFUSED = MODEL_FLAGS + ("ood_dataset", "query", "metabatch", "n_steps", "inner_lr",
                                 "first_order", "sampler_mode", "seed", "kl_normaliser", "precision",
                                 "sigma_init")
@@ -31,7 +31,7 @@ RESUME_HONOURED = ("n_train_iters", "meta_lr", "save_freq", "val_freq", "n_val_e
                    "log_freq", "print_freq", "n_val_mc_samples")
 # learning flags added after runs were saved without them: such a run learned with this value
 UNSAVED_DEFAULTS = {"kl_normaliser": "task", "precision": "fp32",
-                    "sigma_init": ORIGINAL_SIGMA_INIT, "backbone": "conv4"}
+                    "sigma_init": ORIGINAL_SIGMA_INIT, "backbone": "conv4", "head": "zero"}
 # settings that change meta-test numbers without changing the model (n_steps and
 # n_mc_samples are in the file name already)
 TEST_SETTINGS = ("n_test_episodes", "seed", "inner_lr", "ood_dataset", "query",

@@ -244,9 +244,12 @@ class ModuleBackbone:
 
     def forward(self, params: Params, outer: Params, x: torch.Tensor,
                 mask: torch.Tensor | None, precision: str = "fp32") -> torch.Tensor:
-        """Logits ``[N, way]``: the features through ``params``' ``dense_w``, ``dense_b``."""
-        return (self.features(params, outer, x, mask, precision) @ params["dense_w"]
-                + params["dense_b"])
+        """Logits ``[N, way]``: the features through ``params``' ``dense_w``, ``dense_b``;
+        without them (``head="backbone"``) the features are the logits."""
+        features = self.features(params, outer, x, mask, precision)
+        if "dense_w" not in params:
+            return features
+        return features @ params["dense_w"] + params["dense_b"]
 
 
 def feature_size(backbone: ModuleBackbone, input_shape: tuple[int, ...]) -> int:

@@ -106,8 +106,6 @@ def adapt(
     a graph break under ``torch.compile``). tests/test_speed_paths.py compares both with the
     plain loop (``grad`` of the whole support loss, every step).
     """
-    way = params["dense_b"].shape[-1]
-
     def step_size(key: str) -> torch.Tensor | float:
         step = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
         if layer_scales is not None:
@@ -123,18 +121,23 @@ def adapt(
         return backbone.features(conv, batch_norm, support_x, support_mask, config.precision)
 
     def head_loss(feats: torch.Tensor, dense: Params) -> torch.Tensor:
-        logits = feats @ dense["dense_w"] + dense["dense_b"]
-        return support_loss(per_class_losses(logits, support_y, support_mask, way), omega)
+        # no classifier (head="backbone"): the backbone's output is the logits
+        logits = feats @ dense["dense_w"] + dense["dense_b"] if dense else feats
+        return support_loss(per_class_losses(logits, support_y, support_mask,
+                                             logits.shape[-1]), omega)
 
     conv = {k: v for k, v in params.items() if k not in DENSE_KEYS}  # the backbone's
-    dense = {k: params[k] for k in DENSE_KEYS}
+    dense = {k: params[k] for k in DENSE_KEYS if k in params}
     conv_is_still = zero_classifier and config.n_steps > 0
     feats = pull_back = None
     for _ in range(config.n_steps):
         if feats is None:
             feats, pull_back = vjp(conv_features, conv)
-        feats_cotangent, dense_grads = grad(head_loss, argnums=(0, 1))(feats, dense)
-        dense = update(dense, dense_grads)
+        if dense:
+            feats_cotangent, dense_grads = grad(head_loss, argnums=(0, 1))(feats, dense)
+            dense = update(dense, dense_grads)
+        else:
+            feats_cotangent = grad(head_loss)(feats, dense)
         if conv_is_still:  # step 1 from a zero classifier: ∂L/∂θ_conv = 0 exactly
             conv_is_still = False
             continue

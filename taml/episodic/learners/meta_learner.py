@@ -5,6 +5,7 @@ shared inner loop. MAML, Meta-SGD and Bayesian TAML are configurations of it (se
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import torch
@@ -13,7 +14,12 @@ from torch import nn
 from torch.func import vmap
 
 from taml.data.episodes import EpisodeBatch
-from taml.episodic.learners.backbone import ModuleBackbone, feature_size
+from taml.episodic.learners.backbone import (
+    LAYER_TYPES,
+    BackboneError,
+    ModuleBackbone,
+    feature_size,
+)
 from taml.episodic.learners.bayesian_taml import ORIGINAL_SIGMA_INIT
 from taml.episodic.learners.conv4 import images_to_input
 from taml.episodic.learners.inference_net import InferenceNetwork
@@ -24,6 +30,15 @@ ALPHA_INIT = 0.01  # the original's Meta-SGD initial step size, every entry
 # Measured (benchmarks/meta_iteration.py, docs/benchmarks.md): vmap won at 8 x 8 (small CNN,
 # both orders), the loop at 28 x 28 and up (every backbone); 16 x 16 lies between, untimed
 VMAP_MAX_PIXELS_ON_CPU = 16 * 16
+# the classifier each task starts from (docs/api.md, "The head"): the original's zero,
+# a meta-learned initialisation (MAML's, learn2learn's), or the backbone's own last layer
+HEADS = ("zero", "learned", "backbone")
+
+
+def _last_layer(module: nn.Module) -> nn.Module | None:
+    """The module's last conv / linear layer in registration order."""
+    layers = [m for m in module.modules() if isinstance(m, LAYER_TYPES)]
+    return layers[-1] if layers else None
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class MetaLearner(nn.Module):
         sigma_init: float = ORIGINAL_SIGMA_INIT,
         in_channels: int = 3,
         alpha_init: float = ALPHA_INIT,
+        head: str = "zero",
     ):
         super().__init__()
         generator = generator or torch.Generator().manual_seed(0)
@@ -115,8 +131,27 @@ class MetaLearner(nn.Module):
         side = (image_size, image_size) if isinstance(image_size, int) else image_size
         features = feature_size(self.functional, (in_channels, *side))
         reference = next(iter(self.functional.initialisation().values()))
-        self.register_buffer("dense_w", torch.zeros(features, way, dtype=reference.dtype))
-        self.register_buffer("dense_b", torch.zeros(way, dtype=reference.dtype))
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        self.head = head
+        if head == "backbone":
+            if features != way:
+                raise BackboneError(
+                    f"head='backbone' reads the module's output as the logits, so it must have "
+                    f"way={way} units; it has {features}: end the module with a layer of "
+                    f"{way} outputs, or use head='zero' or 'learned' on its features")
+            self.dense_w = self.dense_b = None
+        else:
+            if head == "zero" and features == way and isinstance(
+                    _last_layer(backbone), nn.Linear):
+                warnings.warn(
+                    f"the backbone ends in a linear layer of way={way} outputs, like a "
+                    f"classifier; taml's head='zero' adds its own classifier on top of it, "
+                    f"which makes that layer a {way}-wide feature layer: pass head='backbone' "
+                    "to use your module as the whole classifier, or drop its last layer",
+                    stacklevel=3)
+            self.register_buffer("dense_w", torch.zeros(features, way, dtype=reference.dtype))
+            self.register_buffer("dense_b", torch.zeros(way, dtype=reference.dtype))
         self.alpha = None
         # the alpha dict's keys: a module's parameter names with '__' for '.' (which
         # ParameterDict refuses)
@@ -124,9 +159,10 @@ class MetaLearner(nn.Module):
         if switches.alpha_on:
             alpha = {self._alpha_keys[k]: torch.full_like(v.detach(), alpha_init)
                      for k, v in self.functional.initialisation().items()}
-            alpha["dense_w_column"] = torch.full((features, 1), alpha_init,
-                                                 dtype=reference.dtype)
-            alpha["dense_b_column"] = torch.full((1,), alpha_init, dtype=reference.dtype)
+            if head != "backbone":
+                alpha["dense_w_column"] = torch.full((features, 1), alpha_init,
+                                                     dtype=reference.dtype)
+                alpha["dense_b_column"] = torch.full((1,), alpha_init, dtype=reference.dtype)
             self.alpha = nn.ParameterDict(alpha)
         self.inference = None
         if switches.any_balancing:
@@ -136,14 +172,31 @@ class MetaLearner(nn.Module):
                 sigma_init=sigma_init, in_channels=in_channels,
                 gamma_size=self.functional.n_layers + 1, z_size=self.functional.z_size,
             ).to(reference.dtype)
+        if head == "learned":
+            # nn.Linear's default initialisation, U(-1/√D, 1/√D), drawn after the inference
+            # network's weights so that those are the zero head's; replaces the zero buffers
+            bound = features ** -0.5
+            draw = torch.rand(features * way + way, generator=generator, dtype=reference.dtype)
+            values = (2 * draw - 1) * bound
+            del self.dense_w, self.dense_b
+            self.dense_w = nn.Parameter(values[:-way].view(features, way).to(reference.device))
+            self.dense_b = nn.Parameter(values[-way:].to(reference.device))
 
     def outer_params(self) -> dict[str, torch.Tensor]:
         """The backbone's meta-learned, not adapted, parameters: its batch-norm shifts
         (and scales, for affine batch norm)."""
         return self.functional.outer_params()
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype, to which inputs are cast."""
+        return next(iter(self.functional.initialisation().values())).dtype
+
     def initialisation(self) -> dict[str, torch.Tensor]:
-        """θ with the classifier: the inner loop's starting point (before z)."""
+        """θ with the classifier (none with ``head="backbone"``): the inner loop's starting
+        point (before z)."""
+        if self.dense_w is None:
+            return self.functional.initialisation()
         return {**self.functional.initialisation(), "dense_w": self.dense_w,
                 "dense_b": self.dense_b}
 
@@ -151,8 +204,9 @@ class MetaLearner(nn.Module):
         if self.alpha is None:
             return self.inner.inner_lr
         steps = {k: self.alpha[safe] for k, safe in self._alpha_keys.items()}
-        steps["dense_w"] = self.alpha["dense_w_column"].expand(-1, self.way)
-        steps["dense_b"] = self.alpha["dense_b_column"].expand(self.way)
+        if self.dense_w is not None:
+            steps["dense_w"] = self.alpha["dense_w_column"].expand(-1, self.way)
+            steps["dense_b"] = self.alpha["dense_b_column"].expand(self.way)
         return steps
 
     def posterior_balancing(
@@ -173,7 +227,8 @@ class MetaLearner(nn.Module):
 
     def _task_function(self, n_steps: int | None = None):
         """``one_task(values, xs, ys, mask, xq, query_mask) -> query logits``: z, γ and ω of
-        one task applied to the shared inner loop from this learner's initialisation."""
+        one task applied to the shared inner loop from this learner's initialisation
+        (``xq`` None: the adapted parameters instead, keyed as :meth:`initialisation`)."""
         config = self.inner
         if n_steps is not None:
             config = replace(config, n_steps=n_steps)
@@ -191,7 +246,9 @@ class MetaLearner(nn.Module):
             scales = torch.exp(values["gamma"]) if "gamma" in values else None
             adapted = adapt(params, batch_norm, steps, xs, ys, mask, config, functional,
                             omega=values.get("omega"), layer_scales=scales,
-                            zero_classifier=True)
+                            zero_classifier=self.head == "zero")
+            if xq is None:
+                return adapted
             return functional.forward(adapted, batch_norm, xq, query_mask, config.precision)
 
         return one_task
@@ -201,7 +258,7 @@ class MetaLearner(nn.Module):
         [0, 1], in θ's dtype; a :class:`Tasks` as it is."""
         if isinstance(batch, Tasks):
             return batch
-        dtype = self.dense_w.dtype
+        dtype = self.dtype
         return Tasks(images_to_input(batch.support_images, dtype),
                      batch.support_labels, batch.support_mask.to(dtype),
                      images_to_input(batch.query_images, dtype), batch.query_labels)
@@ -305,18 +362,40 @@ class MetaLearner(nn.Module):
         return loss.detach(), {k: v.detach() for k, v in per_task.items()}, _detached(outputs)
 
     @torch.no_grad()
-    def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-        """Posterior means as the tables print them: softmax(ω) ``[T, way]`` and exp(γ)
-        ``[T, 5]`` (those switched on)."""
+    def posterior_summary(self, batch) -> dict[str, torch.Tensor]:
+        """The posteriors of the balancing variables for each task's support set (an
+        ``EpisodeBatch`` or :class:`Tasks`; no query labels are read), detached:
+
+        - ``omega_mean``, ``omega_std`` ``[T, way]`` and ``class_weights`` = softmax(ω's
+          mean) ``[T, way]``, the weight of each class's support loss;
+        - ``gamma_mean``, ``gamma_std`` ``[T, layers + 1]`` and ``step_scales`` = exp(γ's
+          mean), the factor on each layer's inner step (the classifier's last);
+        - ``z_mean``, ``z_std`` ``[T, z_size]``.
+
+        A variable switched off has none of its keys; MAML and Meta-SGD give ``{}``. The
+        command line's balancing tables print ``class_weights`` and ``step_scales`` of this
+        (:meth:`balancing_means`)."""
+        if self.inference is None:
+            return {}
         tasks = self._inputs(batch)
-        values, _ = self.posterior_balancing(tasks.support_x, tasks, sample=False,
-                                             generator=None)
+        posteriors = self.inference(tasks.support_x, tasks.support_labels, tasks.support_mask,
+                                    self.way)
         out = {}
-        if "omega" in values:
-            out["omega"] = torch.softmax(values["omega"], dim=-1)
-        if "gamma" in values:
-            out["gamma"] = torch.exp(values["gamma"])
+        for name, q in posteriors.items():
+            out[f"{name}_mean"], out[f"{name}_std"] = q.mean, q.std
+        if "omega" in posteriors:
+            out["class_weights"] = torch.softmax(posteriors["omega"].mean, dim=-1)
+        if "gamma" in posteriors:
+            out["step_scales"] = torch.exp(posteriors["gamma"].mean)
         return out
+
+    def balancing_means(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        """Posterior means as the tables print them: ``omega`` = softmax(ω) ``[T, way]`` and
+        ``gamma`` = exp(γ) ``[T, layers + 1]`` (those switched on), from
+        :meth:`posterior_summary`, the API's ``balancing``."""
+        summary = self.posterior_summary(batch)
+        return {table: summary[key] for table, key in
+                (("omega", "class_weights"), ("gamma", "step_scales")) if key in summary}
 
 
 def _detached(outputs: TaskOutputs) -> TaskOutputs:
