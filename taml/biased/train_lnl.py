@@ -359,6 +359,7 @@ def test(cfg: BiasedConfig) -> dict:
     if not (savedir / "checkpoint.pt").is_file():
         raise RunDirError(f"--savedir {savedir} has no checkpoint.pt; train it first with "
                           "the same flags and --mode train")
+    check_writable(savedir, "--savedir")  # before the data and the test, as training does
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device)
     check_test_size(cfg, data)
@@ -366,6 +367,7 @@ def test(cfg: BiasedConfig) -> dict:
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")
         parts.check_compatible(state["config"], cfg, records.checkpoint_path, DEFINING)
+        checkpoint.check_finite(state["model"], records.checkpoint_path)
         parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])

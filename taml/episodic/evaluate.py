@@ -103,12 +103,15 @@ def _load_checkpoint(savedir: Path, device) -> tuple[Path, dict, str]:
     problem = None
     if best.is_file():
         try:
-            return best, checkpoint.load(best, device, family="episodic"), "best validation score"
+            state = checkpoint.load(best, device, family="episodic")
+            checkpoint.check_finite(state["learner"], best)
+            return best, state, "best validation score"
         except checkpoint.CheckpointError as error:
             if not latest.is_file():
                 raise
             problem = f"{best.name} cannot be read ({error}), so the latest is used"
     state = checkpoint.load(latest, device, family="episodic")
+    checkpoint.check_finite(state["learner"], latest)
     if problem is None:
         n_validated = len(state.get("validation", []))
         problem = (f"{best.name} is missing though {n_validated} validation(s) ran, so the "

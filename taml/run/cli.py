@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from taml.run.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_REFUSED
+
 # the number rules are the API's too (one set for both): taml/validate.py
 from taml.validate import check_number  # noqa: F401
 
