@@ -24,12 +24,12 @@ import pytest
 import torch
 
 import main as cli
+from taml.biased.records import RECORDS as RECORDS_BIASED
 from taml.data.registry import DatasetError
 from taml.data.store import load_split, save_split, split_path
 from taml.data.synthetic import GENERATOR_VERSION, MANIFEST, generate_synthetic
 from taml.episodic.config import dataset_list, parse_config
 from taml.run import checkpoint
-from taml.biased.records import RECORDS as RECORDS_BIASED
 from taml.run.folder import RunDirError, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1161,3 +1161,37 @@ def test_force_recognises_records_by_content_not_name(tmp_path):
     (tmp_path / "train_metrics.csv").write_text("step,epoch,loss,accuracy,lr,seconds\n")
     assert is_taml_record(tmp_path / "train_metrics.csv", "biased")
     assert not is_taml_record(tmp_path / "train_metrics.csv", "episodic")
+
+
+@pytest.mark.parametrize("mode", ["meta_test", "resume"])
+def test_a_corrupt_config_is_rewritten_with_one_note(run_copy, mode):
+    """--mode meta_test left it corrupt (the run vanished from the report); a resume
+    rewrote it without a word."""
+    data_root = data_root_of(run_copy)
+    saved = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text('{"way": 3,')
+    extra = ["--mode", "meta_test"] if mode == "meta_test" else ["--n_train_iters", "3",
+                                                                 "--val_freq", "2"]
+    rc, err = invoke(args(data_root, run_copy, *extra))
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "config.json could not be read" in notes[0], err
+    repaired = json.loads((run_copy / "config.json").read_text())
+    if mode == "meta_test":  # the trained config, as the checkpoint holds it
+        assert repaired == saved
+    else:  # the resumed command's (its honoured changes applied)
+        assert (repaired["n_train_iters"], repaired["way"], repaired["family"]) == (
+            3, saved["way"], "episodic")
+
+
+def test_a_corrupt_biased_config_is_rewritten_by_a_test_with_one_note(biased_copy,
+                                                                     glyph_root):
+    saved = json.loads((biased_copy / "config.json").read_text())
+    (biased_copy / "config.json").write_text("not json")
+    argv = biased(glyph_root, biased_copy)
+    argv[1] = "test"
+    rc, err = invoke(argv)
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "config.json could not be read" in notes[0], err
+    assert json.loads((biased_copy / "config.json").read_text()) == saved

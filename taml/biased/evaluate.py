@@ -30,6 +30,7 @@ from taml.run import checkpoint, distributed
 from taml.run.distributed import SINGLE, World
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
 from taml.run.progress import set_enabled as set_progress
+from taml.run.records import repair_config
 
 
 @torch.no_grad()
@@ -229,6 +230,8 @@ def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
         state = distributed.broadcast_object(state, world)
         parts.check_compatible(state["config"], cfg, records.checkpoint_path)
         checkpoint.check_finite(state["model"], records.checkpoint_path)
+        if world.is_main:  # the run would vanish from the report with config.json corrupt
+            repair_config(savedir, state["config"], records.checkpoint_path.name)
         parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = parts.make_network(cfg.network, data.num_classes, data.in_channels,
                                    data.image_size).to(device)

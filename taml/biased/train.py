@@ -50,7 +50,7 @@ from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import Window, due
+from taml.run.records import Window, due, repair_config
 from taml.run.seeds import Stream, mixed_seed63
 
 
@@ -200,6 +200,8 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(changes, "step", start, records.checkpoint_path.name):
         records.log.line(line)
+    if world.is_main:  # a corrupt config.json is the checkpoint's again, said so
+        repair_config(records.savedir, cfg.to_dict(), records.checkpoint_path.name)
     if changes:
         records.write_json("config.json", cfg.to_dict())
     return start, {"eval": state["eval"], "weights": state["weights"],

@@ -31,7 +31,7 @@ from taml.run.distributed import SINGLE, World, gather_objects
 from taml.run.folder import check_writable, write_json_atomic
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import RunLog
+from taml.run.records import RunLog, repair_config
 from taml.run.seeds import META_TEST_POSTERIOR_OFFSET, Stream, numpy_stream, shard_generator
 
 
@@ -193,6 +193,8 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     report = {"checkpoint": path.name, "iteration": state["iteration"],
               "n_steps": cfg.n_steps, "n_mc_samples": cfg.n_mc_samples, "results": results,
               **_training_record(savedir, path, state)}
+    if world.is_main:  # the run would vanish from the report with its config.json corrupt
+        repair_config(savedir, report["trained_config"], "the latest checkpoint")
     if settings:
         report["settings"] = settings
     if world.is_main:
