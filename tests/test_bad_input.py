@@ -1195,3 +1195,18 @@ def test_a_corrupt_biased_config_is_rewritten_by_a_test_with_one_note(biased_cop
     notes = [line for line in err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "config.json could not be read" in notes[0], err
     assert json.loads((biased_copy / "config.json").read_text()) == saved
+
+
+@pytest.mark.parametrize("classes, per_class, extra, fragment", [
+    (("a",), 8, [], "has 1 class folder ('a'); a classifier needs at least 2"),
+    (("a", "b", "c"), 1, [], "each class needs at least 2 PNG/JPEG images"),
+    (("a", "b", "c"), 3, ["--meta_per_class", "3"], "leaves none to train on"),
+])
+def test_a_degenerate_biased_folder_is_refused_before_training(tmp_path, classes, per_class,
+                                                              extra, fragment):
+    """One class trained and reported 100 %."""
+    folder = ink_folder(tmp_path / "ink", classes, per_class)
+    savedir = tmp_path / "run"
+    rc, err = invoke(biased_args(folder, tmp_path / "data", savedir, "--steps", "1", *extra))
+    assert_one_line(rc, err, 2, fragment)
+    assert not savedir.exists()
