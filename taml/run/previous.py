@@ -8,7 +8,8 @@ Three starts replace the records they find (and the caller says so on stderr): `
 the same command started again (the folder's ``config.json`` is this command's); and any
 command of the family in a folder whose run stopped before its first checkpoint (no model
 and no test there: its records hold nothing a new run could lose, and the stop's advice,
-"lower --lr and rerun", "add --no_chance_check", must work as printed). Any other start in
+"lower --lr and rerun", "add --no_chance_check", must work as printed; so must the same
+command after a crash that left only an empty ``train.log``). Any other start in
 a folder with records is refused, and so is ``--force`` in a folder holding files that are
 not a taml run's.
 """
@@ -61,9 +62,10 @@ def previous_records(savedir: Path | str, records: Iterable[str], config: dict,
                           "out, or choose another --savedir")
     if not found or force:
         return found
-    saved = _saved_config(savedir)
-    if saved == config or (_is_taml_config(saved, family) and not any(
-            path.match(pattern) for path in found for pattern in MODELS_AND_RESULTS)):
+    # every record found is this family's (checked above): without a model or a result
+    # among them, the run stopped before its first checkpoint and holds nothing to lose
+    if _saved_config(savedir) == config or not any(
+            path.match(pattern) for path in found for pattern in MODELS_AND_RESULTS):
         return found
     raise RunDirError(f"--savedir {savedir} holds another run's records ({_names(found)}) but "
                       "no checkpoint.pt to resume; a new run would mix with them: choose "
