@@ -320,8 +320,9 @@ def test_the_lock_is_free_again_after_a_run(data_root, tmp_path):
     (["--inner_lr", "nan"], "--inner_lr must be a positive finite number"),
     (["--inner_lr", "inf"], "--inner_lr must be a positive finite number"),
     (["--seed", "-1"], "--seed must be 0 or more"),
-    (["--seed", str(2 ** 63)], "--seed must be below 2^63"),
-    (["--seed", str(2 ** 64)], "--seed must be below 2^63"),
+    # one iteration: without the check, such a run would train (or crash), not hang here
+    (["--seed", str(2 ** 63), "--n_train_iters", "1"], "--seed must be below 2^63"),
+    (["--seed", str(2 ** 64), "--n_train_iters", "1"], "--seed must be below 2^63"),
     (["--sigma_init", "original"], "--sigma_init sets the balancing variables' posteriors"),
     (["--alpha_on", "--sigma_init", "0.5"], "which meta_sgd has none of"),
     (["--omega_on", "--sigma_init", "1e-45"], "--sigma_init must be at least 1e-30"),
