@@ -80,13 +80,10 @@ def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support
         raise ValueError(f"every task needs support and query rows, got "
                          f"{support_x.shape[1]} support and {query_x.shape[1]} query rows: an "
                          "empty support set adapts nothing, an empty query set has no loss")
-    if tuple(support_x.shape[2:]) != learner.input_shape:
-        raise ValueError(f"support_x and query_x rows must be the input_shape "
-                         f"{learner.input_shape} (C, H, W) the learner was built for, got "
-                         f"{tuple(support_x.shape[2:])} and {tuple(query_x.shape[2:])}")
-    if tuple(query_x.shape[2:]) != learner.input_shape:
-        raise ValueError(f"query_x rows must be the input_shape {learner.input_shape} "
-                         f"(C, H, W) of support_x's, got {tuple(query_x.shape[2:])}")
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        if tuple(x.shape[2:]) != learner.input_shape:
+            raise ValueError(f"{name}'s rows must be the input_shape {learner.input_shape} "
+                             f"(C, H, W) the learner was built for, got {tuple(x.shape[2:])}")
     if tuple(support_y.shape) != tuple(support_x.shape[:2]):
         raise ValueError(f"support_y must be [tasks, rows] = {tuple(support_x.shape[:2])}, "
                          f"got {tuple(support_y.shape)}")
@@ -231,20 +228,13 @@ def _call_options(tasks: Tasks, generator, task_batching: str,
 
 
 def _input(backbone: nn.Module, input_shape: tuple[int, int, int], way: int, n_steps: int,
-           precision: str, **numbers: float) -> tuple[int, tuple[int, int]]:
-    """The constructors' arguments, checked by the command line's rules (``way``,
-    ``n_steps``, ``precision``, the positive step sizes and σ: :mod:`taml.validate`) and the
-    backbone probed on ``input_shape``; returns (channels, (height, width))."""
+           precision: str) -> tuple[int, tuple[int, int]]:
+    """The arguments every constructor shares, checked by the command line's rules
+    (:mod:`taml.validate`), and the backbone probed on ``input_shape``; returns
+    (channels, (height, width))."""
     validate.check_way("way", way)
     validate.check_n_steps("n_steps", n_steps)
     validate.check_precision("precision", precision)
-    for name, value in numbers.items():
-        if name == "sigma_init":
-            validate.check_sigma_init(name, value)
-        elif name == "max_shot":
-            validate.check_count(name, value, 1)
-        else:
-            validate.check_number(name, value)
     validate.check_backbone(backbone, input_shape)
     channels, height, width = (int(v) for v in input_shape)
     return channels, (height, width)
@@ -259,8 +249,8 @@ class MAML(EpisodicLearner):
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, inner_lr: float = 0.5, first_order: bool = False,
                  precision: str = "fp32"):
-        channels, size = _input(backbone, input_shape, way, n_steps, precision,
-                                inner_lr=inner_lr)
+        validate.check_number("inner_lr", inner_lr)  # --inner_lr's rule
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(), size, way, 1,
                          InnerLoopConfig(n_steps, inner_lr, first_order, precision),
                          backbone=backbone, in_channels=channels)
@@ -275,8 +265,8 @@ class MetaSGD(EpisodicLearner):
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, first_order: bool = False, alpha_init: float = ALPHA_INIT,
                  precision: str = "fp32"):
-        channels, size = _input(backbone, input_shape, way, n_steps, precision,
-                                alpha_init=alpha_init)
+        validate.check_number("alpha_init", alpha_init)
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(alpha_on=True), size, way, 1,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
                          backbone=backbone, in_channels=channels, alpha_init=alpha_init)
@@ -302,10 +292,11 @@ class BayesianTAML(EpisodicLearner):
                  sigma_init: float = DEFAULT_SIGMA_INIT, alpha_init: float = ALPHA_INIT,
                  omega_reads_statistics: bool = False, seed: int = 0,
                  precision: str = "fp32"):
-        channels, size = _input(backbone, input_shape, way, n_steps, precision,
-                                alpha_init=alpha_init, sigma_init=sigma_init,
-                                max_shot=max_shot)
+        validate.check_number("alpha_init", alpha_init)
+        validate.check_sigma_init("sigma_init", sigma_init)  # the rules of --sigma_init,
+        validate.check_count("max_shot", max_shot)  # --max_shot and --seed
         validate.check_seed("seed", seed)
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
                          omega_reads_statistics=omega_reads_statistics, seed=seed,
