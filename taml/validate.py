@@ -142,7 +142,8 @@ def check_labels(name: str, labels, n_classes: int | None, real=None,
     values = labels if real is None else labels[real.to(torch.bool)]
     if values.numel() == 0:
         return
-    low, high = int(values.min()), int(values.max())
+    low, high = torch.aminmax(values)  # one device sync for both (a GPU step's loop)
+    low, high = int(low), int(high)
     if low < 0:
         raise ValueError(f"{name} must be class indices of 0 or more, got {low}")
     if n_classes is not None and high >= n_classes:
