@@ -65,7 +65,8 @@ class StepStats:
         return asdict(self)
 
 
-def _pair(batch: Batch, what: str, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(batch: Batch, what: str,
+          num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` of a batch, checked by :mod:`taml.validate`'s rules: float inputs, int64
     labels of 0 or more (below ``num_classes`` when the method knows it), at least one
     example (an empty batch divided by zero; an empty meta batch gave every weight 0)."""
