@@ -189,10 +189,83 @@ def test_bad_input_names_the_fix():
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         taml.ERMStep(model, [0.1])
     column = nn.Sequential(nn.Unflatten(0, (-1, 1)), nn.Linear(1, 1))  # [B] -> [B, 1]
-    wrong_v = taml.MWNetStep(model, torch.optim.SGD(model.parameters(), lr=0.1), column,
-                             torch.optim.SGD(column.parameters(), lr=0.1))
     with pytest.raises(ValueError, match=r"losses \[B\] to weights \[B\]"):
-        wrong_v.step((x, y), (x, y))
+        taml.MWNetStep(model, torch.optim.SGD(model.parameters(), lr=0.1), column,
+                       torch.optim.SGD(column.parameters(), lr=0.1))
+
+
+X, Y = torch.randn(5, 1, 8, 8), torch.arange(5)  # 5 classes, one example each
+META = (torch.randn(5, 1, 8, 8), torch.arange(5))
+
+
+def sgd(module):
+    return torch.optim.SGD(module.parameters(), lr=0.1)
+
+
+def step_with(make, batch, meta=META):
+    model = users_net(5, 1, 8)
+    return make(model, sgd(model)).step(batch, meta)
+
+
+# every bad call or constructor argument of the step objects: (what is built and called,
+# what the message must say); each was an IndexError / ZeroDivisionError from inside a
+# method, or a step that trained nothing without a word
+BAD_STEPS = {
+    "empty batch to ERM": (lambda: step_with(taml.ERMStep, (X[:0], Y[:0])),
+                           "batch is empty"),
+    "empty L2RW meta batch": (lambda: step_with(taml.L2RWStep, (X, Y), (X[:0], Y[:0])),
+                              "meta_batch is empty"),
+    "class_counts of 2 on 5 classes": (
+        lambda: step_with(lambda m, o: taml.ClassBalancedStep(m, o, [10, 5]), (X, Y)),
+        r"batch's y must be class indices in 0\.\.1 \(num_classes = 2\)"),
+    "class_counts of 2 on a 5-class model": (
+        lambda: step_with(lambda m, o: taml.ClassBalancedStep(m, o, [10, 5]),
+                          (X[:2], Y[:2])), "the model gives 5 class scores"),
+    "TML num_classes 3 on labels 0..4": (
+        lambda: step_with(lambda m, o: taml.TMLStep(m, o, 3), (X, Y)),
+        r"batch's y must be class indices in 0\.\.2"),
+    "negative labels": (lambda: step_with(taml.ERMStep, (X, Y - 1)),
+                        "y must be class indices of 0 or more"),
+    "uint8 images": (lambda: step_with(taml.ERMStep, ((X * 255).to(torch.uint8), Y)),
+                     r"batch's x must be a floating-point tensor"),
+    "uint8 meta images": (lambda: step_with(taml.MWNetStep, (X, Y),
+                                            (META[0].to(torch.uint8), META[1])),
+                          r"meta_batch's x must be a floating-point tensor"),
+    "focal gamma nan": (lambda: step_with(lambda m, o: taml.FocalStep(m, o, float("nan")),
+                                          (X, Y)), "gamma must be a finite number of 0"),
+    "focal gamma negative": (lambda: step_with(lambda m, o: taml.FocalStep(m, o, -1.0),
+                                               (X, Y)), "gamma must be a finite number of 0"),
+    "TML meta_lr nan": (lambda: step_with(lambda m, o: taml.TMLStep(m, o, 5,
+                                                                    meta_lr=float("nan")),
+                                          (X, Y)), "meta_lr must be a positive finite"),
+    "TML num_classes 1": (lambda: step_with(lambda m, o: taml.TMLStep(m, o, 1), (X, Y)),
+                          "num_classes must be at least 2"),
+    "TML meta_every 0": (lambda: step_with(lambda m, o: taml.TMLStep(m, o, 5, meta_every=0),
+                                           (X, Y)), "meta_every must be at least 1"),
+    "MW-Net lookahead_lr nan": (
+        lambda: step_with(lambda m, o: taml.MWNetStep(m, o, lookahead_lr=float("nan")),
+                          (X, Y)), "lookahead_lr must be a positive finite"),
+    "MW-Net hidden 0": (lambda: step_with(lambda m, o: taml.MWNetStep(m, o, hidden=0),
+                                          (X, Y)), "hidden must be at least 1"),
+    "MW-Net meta-net of another input shape": (
+        lambda: step_with(lambda m, o: taml.MWNetStep(m, o, nn.Linear(1, 1)), (X, Y)),
+        r"meta_net must map the losses \[B\] to weights \[B\]; on losses of shape"),
+    "MW-Net meta-net of another output shape": (
+        lambda: step_with(lambda m, o: taml.MWNetStep(m, o, nn.Linear(2, 1)), (X, Y)),
+        r"meta_net must map the losses \[B\] to weights \[B\]; it gave \(1,\)"),
+    "class_counts with an empty class": (
+        lambda: step_with(lambda m, o: taml.ClassBalancedStep(m, o, [3, 0, 1, 1, 1]), (X, Y)),
+        "class_counts' entries must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STEPS))
+def test_a_bad_step_argument_names_it(case):
+    """One ValueError naming the argument and the fix, before the model or the method's
+    state is stepped (taml/validate.py's rules, the CLI's for the same numbers)."""
+    call, message = BAD_STEPS[case]
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
 
 
 def coloured_batch(n: int = 6, size: int = 12, seed: int = 0):

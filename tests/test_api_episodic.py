@@ -268,6 +268,172 @@ def test_bad_input_names_the_argument():
         learner.predict(x, y, x, n_samples=2)
 
 
+def small_conv(in_channels: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, 2, 3, padding=1), nn.BatchNorm2d(2),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 4))
+
+
+class ReturnsATuple(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = small_conv()
+
+    def forward(self, x):
+        return self.body(x), x
+
+
+def tiny_batch():
+    """One task: 3 classes, support 6 rows, query 3 rows of 3x8x8 inputs."""
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(1, 6, 3, 8, 8, generator=g), torch.tensor([[0, 0, 1, 1, 2, 2]]),
+            torch.rand(1, 3, 3, 8, 8, generator=g), torch.tensor([[0, 1, 2]]))
+
+
+def bad(sx, sy, qx, qy, **options):
+    return {"support_x": sx, "support_y": sy, "query_x": qx, "query_y": qy, **options}
+
+
+SX, SY, QX, QY = tiny_batch()
+# every bad argument of a call: (entry, arguments, what the message must say); each was
+# silently wrong (a loss of ln 3, a uniform prediction, a negative KL) or a torch error
+BAD_CALLS = {
+    "support label past way": ("meta_objective", bad(SX, SY + 5, QX, QY),
+                               r"support_y must be class indices in 0\.\.2"),
+    "negative support label": ("meta_objective", bad(SX, SY - 1, QX, QY),
+                               "support_y must be class indices of 0 or more"),
+    "query label past way": ("meta_objective", bad(SX, SY, QX, QY + 5),
+                             r"query_y must be class indices in 0\.\.2"),
+    "float labels": ("meta_objective", bad(SX, SY.float(), QX, QY),
+                     "support_y must be integer class indices"),
+    "empty support set": ("meta_objective", bad(SX[:, :0], SY[:, :0], QX, QY),
+                          "every task needs support and query rows"),
+    "empty query set": ("meta_objective", bad(SX, SY, QX[:, :0], QY[:, :0]),
+                        "every task needs support and query rows"),
+    "task counts differ": ("meta_objective", bad(SX, SY, QX.expand(2, -1, -1, -1, -1),
+                                                 QY.expand(2, -1)),
+                           "the same tasks, got 1 and 2"),
+    "uint8 images": ("meta_objective", bad((SX * 255).to(torch.uint8), SY, QX, QY),
+                     r"support_x must be a floating-point tensor.*float\(\) / 255"),
+    "wrong channels": ("meta_objective", bad(SX[:, :, :1], SY, QX[:, :, :1], QY),
+                       r"input_shape \(3, 8, 8\)"),
+    "negative kl_sizes": ("meta_objective", bad(SX, SY, QX, QY, kl_sizes=torch.tensor([-4])),
+                          "kl_sizes must be at least 1"),
+    "kl_sizes of other tasks": ("meta_objective",
+                                bad(SX, SY, QX, QY, kl_sizes=torch.tensor([6, 6])),
+                                r"kl_sizes must be each task's support size"),
+    "a seed as generator": ("meta_objective", bad(SX, SY, QX, QY, generator=123),
+                            r"generator must be a torch.Generator \(torch.Generator"),
+    "unknown task_batching": ("meta_objective", bad(SX, SY, QX, QY, task_batching="gpu"),
+                              "task_batching must be one of auto, vmap, loop"),
+    "nan scale": ("backward_meta_objective", bad(SX, SY, QX, QY, scale=float("nan")),
+                  "scale must be a finite number of 0 or more"),
+    "empty support to backward": ("backward_meta_objective",
+                                  bad(SX[:, :0], SY[:, :0], QX, QY),
+                                  "every task needs support and query rows"),
+    "negative predict steps": ("predict", {"support_x": SX, "support_y": SY, "query_x": QX,
+                                           "n_steps": -1}, "n_steps must be at least 1"),
+    "zero predict steps": ("predict", {"support_x": SX, "support_y": SY, "query_x": QX,
+                                       "n_steps": 0}, "n_steps must be at least 1"),
+    "negative n_samples": ("predict", {"support_x": SX, "support_y": SY, "query_x": QX,
+                                       "n_samples": -1}, "n_samples must be 0 or more"),
+    "predict label past way": ("predict", {"support_x": SX, "support_y": SY + 3,
+                                           "query_x": QX}, "support_y must be class indices"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_a_bad_call_names_its_argument(case):
+    """Tensors are checked for content and agreement, not only for shape: one ValueError
+    or TypeError naming the argument, before any computation (taml/validate.py)."""
+    entry, arguments, message = BAD_CALLS[case]
+    learner = BayesianTAML(small_conv(), 3, (3, 8, 8), max_shot=2, n_steps=1)
+    with pytest.raises((ValueError, TypeError), match=message):
+        getattr(learner, entry)(**arguments)
+
+
+def conv():
+    return small_conv()
+
+
+# every bad constructor argument: (class, keyword arguments over the defaults, message); the
+# rules are the command line's (the same function checks --way and way=)
+BAD_CONSTRUCTORS = {
+    "way 1": (MAML, {"way": 1}, "way must be at least 2 for classification, got 1"),
+    "way 0": (MetaSGD, {"way": 0}, "way must be at least 2"),
+    "n_steps 0": (MAML, {"n_steps": 0}, "n_steps must be at least 1, got 0"),
+    "inner_lr nan": (MAML, {"inner_lr": float("nan")}, "inner_lr must be a positive finite"),
+    "inner_lr negative": (MAML, {"inner_lr": -0.1}, "inner_lr must be a positive finite"),
+    "alpha_init nan": (MetaSGD, {"alpha_init": float("nan")}, "alpha_init must be a positive"),
+    "sigma_init nan": (BayesianTAML, {"sigma_init": float("nan")},
+                       "sigma_init must be a positive finite"),
+    "sigma_init 0": (BayesianTAML, {"sigma_init": 0.0}, "sigma_init must be a positive finite"),
+    "sigma_init negative": (BayesianTAML, {"sigma_init": -1.0},
+                            "sigma_init must be a positive finite"),
+    "sigma_init 1e-45": (BayesianTAML, {"sigma_init": 1e-45}, "sigma_init must be at least"),
+    "max_shot 0": (BayesianTAML, {"max_shot": 0}, "max_shot must be at least 1"),
+    "precision fp16": (MAML, {"precision": "fp16"}, "precision must be one of fp32, bf16"),
+    "seed 2^63": (BayesianTAML, {"seed": 2 ** 63}, "seed must be below 2"),
+    "wrong channel count": (MAML, {"input_shape": (1, 8, 8)},
+                            r"cannot take inputs of input_shape \(1, 8, 8\)"),
+    "input too small": (MAML, {"input_shape": (3, 2, 2)},
+                        r"cannot take inputs of input_shape \(3, 2, 2\)"),
+    "input_shape of 2": (MAML, {"input_shape": (8, 8)}, "input_shape must be"),
+    "zero size": (MAML, {"input_shape": (3, 0, 8)}, "input_shape's sizes must be at least 1"),
+    "returns a tuple": (MAML, {"backbone": ReturnsATuple()},
+                        "returns a tuple, not one features tensor"),
+    "not a module": (MAML, {"backbone": lambda x: x}, "backbone must be a torch.nn.Module"),
+    "only unsupported layers": (MAML, {"backbone": nn.Sequential(nn.Flatten(),
+                                                                 nn.Bilinear(4, 4, 2))},
+                                r"layers 1 \(Bilinear\) have parameters"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONSTRUCTORS))
+def test_a_bad_constructor_argument_is_refused_by_the_clis_rule(case):
+    cls, overrides, message = BAD_CONSTRUCTORS[case]
+    arguments = {"backbone": conv(), "way": 3, "input_shape": (3, 8, 8)}
+    if cls is BayesianTAML:
+        arguments["max_shot"] = 2
+    with pytest.raises((ValueError, TypeError), match=message):
+        cls(**{**arguments, **overrides})
+
+
+def test_the_cli_and_the_api_refuse_with_one_rule(capsys):
+    """``--way 1`` and ``way=1``: the same function, the same words but the name."""
+    from taml.episodic.config import parse_config
+
+    with pytest.raises(SystemExit):
+        parse_config(["--way", "1"])
+    cli = capsys.readouterr().err
+    with pytest.raises(ValueError) as api:
+        MAML(conv(), 1, (3, 8, 8))
+    assert str(api.value) in cli.replace("--way", "way")
+
+
+@pytest.mark.parametrize("widths", [(0, 2, 2, 2), (2, 2, 2, 0)])
+def test_resnet12_with_a_zero_width_is_refused(widths):
+    with pytest.raises(ValueError, match="channels must be at least 1, got 0"):
+        ResNet12(channels=widths)
+
+
+def test_dropout_draws_a_mask_per_task_under_vmap():
+    """vmap's default refuses every random op; each task now draws its own dropout mask (as
+    the loop path, one task at a time): two copies of one task differ in training mode
+    and agree in eval mode."""
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 8 * 8, 8))
+    learner = MAML(backbone, 3, (3, 8, 8), n_steps=1)
+    sx, sy, qx, qy = (t.expand(2, *t.shape[1:]) for t in tiny_batch())
+    objective = learner.meta_objective(sx, sy, qx, qy, task_batching="vmap")
+    objective.loss.backward()
+    assert torch.isfinite(objective.loss)
+    assert not torch.equal(objective.query_logits[0], objective.query_logits[1])
+    backbone.eval()
+    logits = learner.meta_objective(sx, sy, qx, qy, task_batching="vmap").query_logits
+    assert torch.equal(logits[0], logits[1])
+
+
 def test_backbone_resnet12_is_recorded_and_a_change_is_refused(data_root, tmp_path):
     """``--backbone resnet12`` meta-trains (first order, one iteration, Meta-SGD + γ), is
     recorded in config.json and the checkpoint, prints γ per layer, and a meta-test with

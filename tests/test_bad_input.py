@@ -24,13 +24,14 @@ import pytest
 import torch
 
 import main as cli
+from taml.biased.records import RECORDS as RECORDS_BIASED
 from taml.data import synthetic
 from taml.data.registry import DatasetError
 from taml.data.store import load_split, save_split, split_path
 from taml.data.synthetic import GENERATOR_VERSION, MANIFEST, generate_synthetic
 from taml.episodic.config import dataset_list, parse_config
 from taml.run import checkpoint
-from taml.run.folder import RunLock
+from taml.run.folder import RunDirError, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--way", "3", "--max_shot", "2", "--query", "1", "--n_steps", "1", "--metabatch", "1",
@@ -177,6 +178,12 @@ def test_divergence_before_any_checkpoint_does_not_name_one(data_root, tmp_path,
     rc, err = invoke(args(data_root, tmp_path / "run", "--n_train_iters", "3"))
     assert_one_line(rc, err, 1, "no checkpoint was saved yet", "lower --meta_lr")
     assert "iteration 0" not in err
+    monkeypatch.setattr(objective_module, "meta_objective", real)
+    # the advice, followed in the same folder, is not refused as "another run's records"
+    rc, err = invoke(args(data_root, tmp_path / "run", "--n_train_iters", "1", "--inner_lr",
+                          "0.1"))
+    assert rc == 0, err
+    assert "note: deleted the previous records" in err
 
 
 def test_re_running_a_finished_run_says_so_and_changes_nothing(run_copy):
@@ -319,6 +326,13 @@ def test_the_lock_is_free_again_after_a_run(data_root, tmp_path):
     (["--inner_lr", "nan"], "--inner_lr must be a positive finite number"),
     (["--inner_lr", "inf"], "--inner_lr must be a positive finite number"),
     (["--seed", "-1"], "--seed must be 0 or more"),
+    # one iteration: without the check, such a run would train (or crash), not hang here
+    (["--seed", str(2 ** 63), "--n_train_iters", "1"], "--seed must be below 2^63"),
+    (["--seed", str(2 ** 64), "--n_train_iters", "1"], "--seed must be below 2^63"),
+    (["--sigma_init", "original"], "--sigma_init sets the balancing variables' posteriors"),
+    (["--alpha_on", "--sigma_init", "0.5"], "which meta_sgd has none of"),
+    (["--omega_on", "--sigma_init", "1e-45"], "--sigma_init must be at least 1e-30"),
+    (["--precision", "fp16"], "invalid choice"),
     (["--way", "0"], "--way must be at least 2"),
     (["--image_size", "32"], "--image_size applies to folder:PATH datasets only"),
     (["--savedir", ""], "--savedir is empty"),
@@ -616,6 +630,9 @@ def biased_copy(finished_biased, tmp_path):
     (["--method", "lnl", "--grl_factor", "-1"], ["--grl_factor", "0 or more", "got -1"]),
     (["--method", "lnl", "--lnl_lambda", "-1"], ["--lnl_lambda", "0 or more", "got -1"]),
     (["--imbalance_factor", "nan"], ["--imbalance_factor must be at least 1"]),
+    (["--seed", str(2 ** 63)], ["--seed must be below 2^63"]),
+    (["--seed", str(2 ** 64 + 1)], ["--seed must be below 2^63"]),
+    (["--method", "mwnet", "--mwnet_hidden", "0"], ["--mwnet_hidden must be at least 1"]),
     (["--gray"], ["--gray is used by --method lnl only", "--method erm would ignore it"]),
     (["--focal_gamma", "2"], ["--focal_gamma is used by --method focal only"]),
     (["--method", "lnl", "--bias", "binary"], ["--bias is used by every --method but lnl"]),
@@ -834,6 +851,51 @@ def test_a_biased_divergence_before_any_checkpoint_does_not_name_one(glyph_root,
     assert_one_line(rc, err, 1, "step 1", "No checkpoint was saved yet", "lower --lr",
                     "start again")
     assert "step 0" not in err
+    monkeypatch.undo()
+    rc, err = invoke(biased(glyph_root, tmp_path / "run", "--lr", "0.05"))  # as advised
+    assert rc == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.05
+
+
+def test_a_crash_while_building_a_biased_run_leaves_nothing_that_blocks_it(glyph_root,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+    """A seed torch refused crashed after train.log was created: the empty log then
+    refused the same command as another run's records."""
+    import taml.biased.build as parts
+
+    def crash(*a, **k):
+        raise RuntimeError("a fault while the run is built")
+
+    monkeypatch.setattr(parts, "make_method", crash)
+    with pytest.raises(RuntimeError, match="a fault"):
+        invoke(biased(glyph_root, tmp_path / "run"))
+    assert not (tmp_path / "run" / "train.log").exists()
+    monkeypatch.undo()
+    rc, err = invoke(biased(glyph_root, tmp_path / "run"))
+    assert rc == 0, err
+
+
+def test_the_chance_stop_before_a_checkpoint_names_none_and_its_advice_is_accepted(tmp_path):
+    from taml.biased.train import chance_message
+    from taml.run.chance import EpochAtChance
+    from taml.run.previous import previous_records
+
+    epoch = EpochAtChance(epoch=2, accuracy=0.1, balanced_accuracy=0.1, classes=10,
+                          loss=2.3, previous_loss=2.3, spread=0.0)
+    before = chance_message("erm", epoch, checkpointed=False)
+    assert "checkpoint holds" not in before and "no checkpoint was saved yet" in before
+    assert "checkpoint holds the stuck model" in chance_message("erm", epoch)
+    # the stopped run's records, and the command with --no_chance_check (or a lower --lr)
+    config = {"family": "biased", "method": "erm", "lr": 0.1, "chance_check": True}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "train.log").write_text(json.dumps(config) + "\nstopped: at chance\n")
+    (tmp_path / "train_metrics.csv").write_text("step,epoch,loss,accuracy,lr,seconds\n")
+    advised = {**config, "chance_check": False}
+    assert len(previous_records(tmp_path, RECORDS_BIASED, advised, force=False)) == 3
+    (tmp_path / "test.json").write_text("{}")  # a tested run: another run's records
+    with pytest.raises(RunDirError, match="another run's records"):
+        previous_records(tmp_path, RECORDS_BIASED, advised, force=False)
 
 
 @pytest.mark.parametrize("method", ["erm", "lnl"])
@@ -1006,3 +1068,153 @@ def test_a_biased_run_refuses_a_folder_whose_images_changed(folder_run_copy, cha
     rc, err = biased_again(folder_run_copy, "--steps", "3" if mode == "train" else "2", mode=mode)
     assert_one_line(rc, err, 2, fragment, "restore the folder", "another --savedir")
     assert snapshot(folder_run_copy) == before
+
+
+# ------------------------------------------- issue 40: the last CLI holes (5-11)
+def poisoned(path: Path, key_of_weights: str) -> None:
+    """The checkpoint at ``path`` with one weight tensor NaN (a diverged model saved)."""
+    state = checkpoint.load(path)
+    weights = state[key_of_weights]
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = torch.full_like(weights[first], float("nan"))
+    checkpoint.save_atomic(state, path)
+
+
+def test_meta_test_refuses_a_non_finite_checkpoint_naming_it(run_copy):
+    """A NaN model meta-tested at 33.33 +- 0.00 (exit 0, results written)."""
+    for name in (checkpoint.BEST, checkpoint.LATEST):
+        poisoned(run_copy / name, "learner")
+    before = snapshot(run_copy)
+    rc, err = invoke(args(data_root_of(run_copy), run_copy, "--mode", "meta_test"))
+    assert_one_line(rc, err, 2, f"checkpoint {run_copy / checkpoint.LATEST}",
+                    "non-finite weights")
+    assert snapshot(run_copy) == before
+
+
+def test_a_biased_test_refuses_a_non_finite_checkpoint_naming_it(biased_copy, glyph_root):
+    poisoned(biased_copy / checkpoint.LATEST, "model")
+    before = snapshot(biased_copy)
+    argv = biased(glyph_root, biased_copy)
+    argv[1] = "test"
+    rc, err = invoke(argv)
+    assert_one_line(rc, err, 2, f"checkpoint {biased_copy / checkpoint.LATEST}",
+                    "non-finite weights")
+    assert snapshot(biased_copy) == before
+
+
+@pytest.mark.parametrize("method", ["erm", "lnl"])
+def test_a_biased_test_checks_the_folder_is_writable_first(tmp_path, monkeypatch, method):
+    """A 41-line PermissionError came after the whole test: now one line, before the data
+    is even loaded (as training checks)."""
+    import errno
+    import tempfile
+
+    import taml.biased.build as parts
+    import taml.biased.train_lnl as train_lnl
+
+    def never(*a, **k):
+        raise AssertionError("the data was loaded before the folder was checked")
+
+    real = tempfile.mkstemp
+
+    def read_only(*a, prefix="", **k):
+        if prefix.startswith(".taml-write-test"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(parts, "load_data", never)
+    monkeypatch.setattr(train_lnl, "load_lnl_data", never)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    savedir = tmp_path / "run"
+    savedir.mkdir()
+    (savedir / checkpoint.LATEST).write_bytes(b"a checkpoint")
+    rc, err = invoke(["--mode", "test", "--method", method, "--savedir", str(savedir),
+                      "--device", "cpu"])
+    assert_one_line(rc, err, 2, "cannot create files", "not writable by you")
+
+
+@pytest.mark.parametrize("family", ["episodic", "biased"])
+@pytest.mark.parametrize("stranger", ["plot.png", "notes.txt", "config.json"])
+def test_force_deletes_only_a_taml_runs_records(request, family, stranger):
+    """--force chose by name: it deleted a user's plot.png and a config.json taml never
+    wrote. A folder holding a file that is not a taml run's is refused, untouched."""
+    savedir = request.getfixturevalue("run_copy" if family == "episodic" else
+                                      "folder_run_copy")
+    (savedir / checkpoint.LATEST).unlink()
+    if family == "episodic":
+        argv = args(data_root_of(savedir), savedir, "--n_train_iters", "2", "--force")
+    else:
+        config = json.loads((savedir / "config.json").read_text())
+        argv = biased_args(config["dataset"][len("folder:"):], config["data_root"], savedir,
+                           "--steps", "2", "--force")
+    if stranger == "config.json":  # the user's own file of that name
+        (savedir / stranger).write_text(json.dumps({"lr": 1, "note": "my settings"}))
+    else:
+        (savedir / stranger).write_bytes(b"\x89PNG\r\n\x1a\n a user's own figure")
+    before = snapshot(savedir)
+    rc, err = invoke(argv)
+    assert_one_line(rc, err, 2, "not a taml", stranger, "move them out")
+    assert snapshot(savedir) == before
+
+
+def test_force_recognises_records_by_content_not_name(tmp_path):
+    from taml.run.previous import is_taml_record
+
+    (tmp_path / "train_metrics.csv").write_text("epoch,value\n1,2\n")
+    (tmp_path / "train.log").write_text("my own notes\n")
+    (tmp_path / "confusion.png").write_text("not a png")
+    (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
+    for path in tmp_path.iterdir():
+        assert not is_taml_record(path, "biased"), path.name
+    (tmp_path / "train_metrics.csv").write_text("step,epoch,loss,accuracy,lr,seconds\n")
+    assert is_taml_record(tmp_path / "train_metrics.csv", "biased")
+    assert not is_taml_record(tmp_path / "train_metrics.csv", "episodic")
+
+
+@pytest.mark.parametrize("mode", ["meta_test", "resume"])
+def test_a_corrupt_config_is_rewritten_with_one_note(run_copy, mode):
+    """--mode meta_test left it corrupt (the run vanished from the report); a resume
+    rewrote it without a word."""
+    data_root = data_root_of(run_copy)
+    saved = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text('{"way": 3,')
+    extra = ["--mode", "meta_test"] if mode == "meta_test" else ["--n_train_iters", "3",
+                                                                 "--val_freq", "2"]
+    rc, err = invoke(args(data_root, run_copy, *extra))
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "config.json could not be read" in notes[0], err
+    repaired = json.loads((run_copy / "config.json").read_text())
+    if mode == "meta_test":  # the trained config, as the checkpoint holds it
+        assert repaired == saved
+    else:  # the resumed command's (its honoured changes applied)
+        assert (repaired["n_train_iters"], repaired["way"], repaired["family"]) == (
+            3, saved["way"], "episodic")
+
+
+def test_a_corrupt_biased_config_is_rewritten_by_a_test_with_one_note(biased_copy,
+                                                                     glyph_root):
+    saved = json.loads((biased_copy / "config.json").read_text())
+    (biased_copy / "config.json").write_text("not json")
+    argv = biased(glyph_root, biased_copy)
+    argv[1] = "test"
+    rc, err = invoke(argv)
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "config.json could not be read" in notes[0], err
+    assert json.loads((biased_copy / "config.json").read_text()) == saved
+
+
+@pytest.mark.parametrize("classes, per_class, extra, fragment", [
+    (("a",), 8, [], "has 1 class folder ('a'); a classifier needs at least 2"),
+    (("a", "b", "c"), 1, [], "each class needs at least 2 PNG/JPEG images"),
+    (("a", "b", "c"), 3, ["--meta_per_class", "3"], "leaves none to train on"),
+])
+def test_a_degenerate_biased_folder_is_refused_before_training(tmp_path, classes, per_class,
+                                                              extra, fragment):
+    """One class trained and reported 100 %."""
+    folder = ink_folder(tmp_path / "ink", classes, per_class)
+    savedir = tmp_path / "run"
+    rc, err = invoke(biased_args(folder, tmp_path / "data", savedir, "--steps", "1", *extra))
+    assert_one_line(rc, err, 2, fragment)
+    assert not savedir.exists()

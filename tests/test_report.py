@@ -409,6 +409,67 @@ def test_meta_tests_with_other_test_episodes_are_not_seeds(tmp_path, capfd):
     assert str(folder / "test_step5_mc0_4e5f6a7b.json") in apart
 
 
+def test_a_runs_only_test_with_other_test_episodes_is_its_test(tmp_path, capfd):
+    """Two seeds, each meta-tested only with --n_test_episodes 8 (the run's: 1000): each
+    run's only test is its test, so both are pooled; a seed's second test over fewer
+    episodes is listed apart, naming the one pooled (the most episodes)."""
+    for seed in (0, 1):
+        folder = tmp_path / "maml" / f"seed{seed}"
+        config = write_meta_run(folder, seed)
+        write_meta_test(folder, config, 70.0 + seed, "test_step5_mc0_0a1b2c3d.json",
+                        settings={"n_test_episodes": 8})
+    folder = tmp_path / "maml" / "seed1"
+    write_meta_test(folder, json.loads((folder / "config.json").read_text()), 10.0,
+                    "test_step5_mc0_4e5f6a7b.json", settings={"n_test_episodes": 4})
+    rows, text = report_of(tmp_path, capfd)
+    cell, = [r for r in rows if r["column"] == "id/cifar"]
+    assert (cell["n"], float(cell["mean"])) == ("2", 70.5)
+    reason = not_pooled(text)[str(folder / "test_step5_mc0_4e5f6a7b.json")]
+    assert "--n_test_episodes 4" in reason and "test_step5_mc0_0a1b2c3d.json" in reason
+
+
+def test_a_non_finite_result_is_not_pooled_and_the_report_says_why(tmp_path, capfd):
+    """A NaN test (a diverged model) made the row "MAML nan +- nan (n=2)"."""
+    for seed, accuracy in ((0, 70.0), (1, float("nan"))):
+        config = write_meta_run(tmp_path / "maml" / f"seed{seed}", seed)
+        write_meta_test(tmp_path / "maml" / f"seed{seed}", config, accuracy)
+    write_biased_run(tmp_path / "erm", "erm", 0, {**SCORES, "accuracy": float("nan")})
+    rc, out, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                            capfd)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "report.csv")
+    cell, = [r for r in rows if r["column"] == "id/cifar"]
+    assert (cell["n"], float(cell["mean"])) == ("1", 70.0)
+    assert "nan" not in (tmp_path / "report.csv").read_text().lower()
+    apart = not_pooled((tmp_path / "report.md").read_text())
+    assert "id/cifar is not a finite number" in apart[
+        str(tmp_path / "maml" / "seed1" / "test_step5_mc0.json")]
+    assert "accuracy is not a finite number" in apart[str(tmp_path / "erm" / "test.json")]
+
+
+def test_a_field_of_another_type_is_named_with_its_types(tmp_path, capfd):
+    """The reason read "way 4 in the test, 4 in config.json"."""
+    config = write_meta_run(tmp_path / "seed0", 0)
+    write_meta_test(tmp_path / "seed0", {**config, "way": "5"}, 70.0)
+    rc, out, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                            capfd)
+    assert rc == 2
+    assert "way '5' (str) in the test, 5 (int) in config.json" in err
+
+
+@pytest.mark.parametrize("name", ["train_metrics.csv", "validation.json"])
+def test_a_corrupt_curve_file_gets_one_note(tmp_path, capfd, name):
+    config = write_meta_run(tmp_path / "seed0", 0)
+    write_meta_test(tmp_path / "seed0", config, 70.0)
+    (tmp_path / "seed0" / name).write_text("iteration,cross_entropy\n1,x\n" if
+                                           name.endswith(".csv") else "[{\"iteration\"")
+    rc, out, err = run_main(["--mode", "report", "--savedir", tmp_path, "--no_progress"],
+                            capfd)
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and name in notes[0] and "left out" in notes[0], err
+
+
 def test_an_unfinished_meta_run_is_not_a_seed(tmp_path, capfd):
     for seed in (0, 1):
         config = write_meta_run(tmp_path / f"seed{seed}", seed)

@@ -44,5 +44,23 @@ def test_a_sigma_that_is_no_std_is_refused_at_parse_time(value, capsys):
 
 
 def test_original_names_the_originals_sigma_exactly():
-    assert parse_config([*TINY, "--sigma_init", "original"]).sigma_init == ORIGINAL_SIGMA_INIT
-    assert parse_config([*TINY, "--sigma_init", "0.2"]).sigma_init == 0.2
+    on = [*TINY, *ALL_ON]
+    assert parse_config([*on, "--sigma_init", "original"]).sigma_init == ORIGINAL_SIGMA_INIT
+    assert parse_config([*on, "--sigma_init", "0.2"]).sigma_init == 0.2
+
+
+@pytest.mark.parametrize("switches", [[], ["--alpha_on"]])
+def test_sigma_init_to_maml_or_meta_sgd_is_refused_at_parse_time(switches, capsys):
+    """It would be recorded in config.json, then refused by the resume of the same command
+    as a change of what is learned: a flag of another method."""
+    with pytest.raises(SystemExit):
+        parse_config([*TINY, *switches, "--sigma_init", "original"])
+    assert "--sigma_init sets the balancing variables' posteriors" in capsys.readouterr().err
+
+
+def test_a_sigma_whose_kl_gradient_overflows_is_refused_not_blamed_on_meta_lr(capsys):
+    """σ = 1e-45 diverged at the first step (the KL's gradient -1/σ is inf in float32) and
+    the stop told the user to lower --meta_lr."""
+    with pytest.raises(SystemExit):
+        parse_config([*TINY, *ALL_ON, "--sigma_init", "1e-45"])
+    assert "--sigma_init must be at least 1e-30" in capsys.readouterr().err

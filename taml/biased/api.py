@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from taml import validate
 from taml.biased.methods.class_balanced import ClassBalanced
 from taml.biased.methods.erm import ERM
 from taml.biased.methods.focal import Focal
@@ -65,7 +66,11 @@ class StepStats:
         return asdict(self)
 
 
-def _pair(batch: Batch, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(batch: Batch, what: str,
+          num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of a batch, checked by :mod:`taml.validate`'s rules: float inputs, int64
+    labels of 0 or more (below ``num_classes`` when the method knows it), at least one
+    example (an empty batch divided by zero; an empty meta batch gave every weight 0)."""
     if not isinstance(batch, list | tuple) or len(batch) != 2 or not all(
             torch.is_tensor(t) for t in batch):
         raise ValueError(f"{what} must be a pair (x [B, C, H, W], y [B]) of tensors, got "
@@ -74,7 +79,34 @@ def _pair(batch: Batch, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if y.ndim != 1 or len(y) != len(x) or y.dtype != torch.int64:
         raise ValueError(f"{what}: y must be int64 class indices [B] for x's {len(x)} "
                          f"examples, got {y.dtype} of shape {tuple(y.shape)}")
+    if len(y) == 0:
+        raise ValueError(f"{what} is empty: give at least one example")
+    validate.check_images(f"{what}'s x", x)
+    validate.check_labels(f"{what}'s y", y, num_classes, n_classes_name="num_classes")
     return x, y
+
+
+def _check_meta_net(meta_net: nn.Module) -> None:
+    """MW-Net's V must map the losses ``[B]`` to weights ``[B]``: probed on two losses (no
+    gradient), so that a V of another shape is named here, not by torch at the first step."""
+    if not isinstance(meta_net, nn.Module):
+        raise TypeError(f"meta_net must be a torch.nn.Module (losses [B] -> weights [B]), got "
+                        f"{type(meta_net).__name__}")
+    first = next(meta_net.parameters(), None)
+    losses = torch.ones(2, dtype=first.dtype if first is not None else None,
+                        device=first.device if first is not None else None)
+    try:
+        with torch.no_grad():
+            weights = meta_net(losses)
+    except (RuntimeError, ValueError, IndexError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"meta_net must map the losses [B] to weights [B]; on losses of shape "
+                         f"[2] it failed: {detail} (a V of linear layers takes "
+                         "losses[:, None] and returns .squeeze(1))") from None
+    if not torch.is_tensor(weights) or tuple(weights.shape) != (2,):
+        shape = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
+        raise ValueError(f"meta_net must map the losses [B] to weights [B]; it gave {shape} "
+                         "for [2]")
 
 
 class ReweightingStep:
@@ -98,6 +130,9 @@ class ReweightingStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                             f"{type(optimizer).__name__}")
         self.method, self.model, self.optimizer = method, model, optimizer
+        # the classes the method was built for (class counts, TML's weights): labels and
+        # the model's outputs are checked against them; None where the method holds none
+        self.num_classes: int | None = None
         self.sync = no_sync if sync is None else sync
         self.steps_taken = 0  # TML's meta_every counts from here (step 1 is the first)
 
@@ -111,17 +146,21 @@ class ReweightingStep:
         model's ``.grad`` hold the real step's gradient; the optimiser has not stepped.
         Returns the method's ``StepOutput`` (loss, detached logits ``[B, K]``, example
         weights ``[B]``) as tensors."""
-        x, y = _pair(batch, "batch")
+        x, y = _pair(batch, "batch", self.num_classes)
         meta_x = meta_y = None
         if self.needs_meta_batch:
             if meta_batch is None:
                 raise ValueError(f"{self.method.name} needs a meta batch: call "
                                  "step(batch, meta_batch) with a small clean, balanced batch")
-            meta_x, meta_y = _pair(meta_batch, "meta_batch")
+            meta_x, meta_y = _pair(meta_batch, "meta_batch", self.num_classes)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)
         out = self.method.step(self.model, x, y, meta_x, meta_y, lr=lr,
                                step_index=self.steps_taken + 1, sync=self.sync)
+        if self.num_classes is not None and out.logits.shape[-1] != self.num_classes:
+            raise ValueError(f"the model gives {out.logits.shape[-1]} class scores but the "
+                             f"{self.method.name} step was built for {self.num_classes} "
+                             "classes (num_classes / class_counts): give one per class")
         out.loss.backward()
         return out
 
@@ -201,8 +240,13 @@ class ClassBalancedStep(ReweightingStep):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  class_counts: Sequence[int]):
-        counts = tuple(int(c) for c in class_counts)
+        counts = tuple(class_counts)
+        validate.check_count("class_counts' length (the number of classes)", len(counts), 2)
+        for count in counts:
+            validate.check_count("class_counts' entries", count, 1)
+        counts = tuple(int(c) for c in counts)
         super().__init__(ClassBalanced(len(counts), counts), model, optimizer)
+        self.num_classes = len(counts)
 
 
 class FocalStep(ReweightingStep):
@@ -210,6 +254,7 @@ class FocalStep(ReweightingStep):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  gamma: float = 1.0):
+        validate.check_number("gamma", gamma, inclusive=True)  # the CLI's --focal_gamma rule
         super().__init__(Focal(gamma), model, optimizer)
 
 
@@ -226,9 +271,16 @@ class TMLStep(ReweightingStep):
                  meta_every: int = 10, lookahead_lr: float | None = None,
                  weight_decay: float = 0.0, scale: str = "simplex", route: str = "aligned",
                  sync: Sync | None = None):
+        validate.check_way("num_classes", num_classes)
+        # the CLI's rules for --meta_lr, --lookahead_lr, --weight_decay, --meta_every
+        validate.check_number("meta_lr", meta_lr)
+        validate.check_number("lookahead_lr", lookahead_lr)
+        validate.check_number("weight_decay", weight_decay, inclusive=True)
+        validate.check_count("meta_every", meta_every, 1)
         hyper = MethodHyper(lookahead_lr=lookahead_lr, weight_decay=weight_decay,
                             meta_lr=meta_lr, meta_every=meta_every, tml_scale=scale)
         super().__init__(TML(num_classes, hyper, route, class_weights), model, optimizer, sync)
+        self.num_classes = num_classes
 
     @property
     def class_weights(self) -> torch.Tensor:
@@ -262,6 +314,13 @@ class MWNetStep(ReweightingStep):
                  meta_lr: float = 1e-3, lookahead_lr: float | None = None,
                  weights: str = "mean", hidden: int = 100, seed: int = 0,
                  route: str = "aligned", sync: Sync | None = None):
+        # the CLI's rules for --meta_lr, --lookahead_lr, --mwnet_hidden, --seed
+        validate.check_number("meta_lr", meta_lr)
+        validate.check_number("lookahead_lr", lookahead_lr)
+        validate.check_count("hidden", hidden, 1)
+        validate.check_seed("seed", seed)
+        if meta_net is not None:
+            _check_meta_net(meta_net)
         hyper = MethodHyper(lookahead_lr=lookahead_lr, meta_lr=meta_lr, mwnet_hidden=hidden,
                             seed=seed, mwnet_weights=weights)
         super().__init__(MWNet(hyper, route, meta_net, meta_optimizer), model, optimizer, sync)

@@ -13,7 +13,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 
-from taml.run.cli import OneLineParser, check_number, check_path_flag
+from taml.run.cli import OneLineParser, check_path_flag
+from taml.validate import check_count, check_number, check_seed
 
 METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
 DATASETS = ("glyphs", "digits", "mnist", "cifar10", "cifar100")
@@ -267,11 +268,10 @@ def _check(cfg: BiasedConfig) -> None:
     """Raises ValueError naming the flag to change."""
     positive = ["batch_size", "meta_batch_size", "epochs", "n_train", "meta_per_class",
                 "eval_every", "log_every", "save_every", "meta_every", "mwnet_hidden"]
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.steps is not None and cfg.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {cfg.steps}")
+    for name in positive:  # the API's rules for the same quantities (taml/validate.py)
+        check_count(f"--{name}", getattr(cfg, name))
+    check_count("--steps", cfg.steps)
+    check_seed("--seed", cfg.seed)
     if not (cfg.dataset in DATASETS or cfg.dataset.startswith("folder:")):
         raise ValueError(f"--dataset {cfg.dataset!r} is not known; choose one of "
                          f"{', '.join(DATASETS)}, or folder:PATH")

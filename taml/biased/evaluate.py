@@ -26,10 +26,11 @@ from taml.biased.batches import Normalise, SplitTensors
 from taml.biased.config import BiasedConfig
 from taml.biased.plots import plot_run
 from taml.biased.records import RunRecords
-from taml.run import distributed
+from taml.run import checkpoint, distributed
 from taml.run.distributed import SINGLE, World
-from taml.run.folder import RunDirError, RunLock, expand_savedir
+from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
 from taml.run.progress import set_enabled as set_progress
+from taml.run.records import repair_config
 
 
 @torch.no_grad()
@@ -217,6 +218,9 @@ def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     if not (savedir / "checkpoint.pt").is_file():
         raise RunDirError(f"--savedir {savedir} has no checkpoint.pt; train it first with "
                           "the same flags and --mode train")
+    # the test writes test.json, figures and train.log lines: a read-only folder is one line
+    # before the data is loaded and the whole test run, as for training
+    check_writable(savedir, "--savedir")
     data = parts.load_data(cfg)
     device = parts.resolve_device(cfg, world)
     lock = RunLock(savedir) if world.is_main else contextlib.nullcontext()
@@ -225,6 +229,9 @@ def test(cfg: BiasedConfig, world: World = SINGLE) -> dict:
         state = records.load_checkpoint("cpu") if world.is_main else None
         state = distributed.broadcast_object(state, world)
         parts.check_compatible(state["config"], cfg, records.checkpoint_path)
+        checkpoint.check_finite(state["model"], records.checkpoint_path)
+        if world.is_main:  # the run would vanish from the report with config.json corrupt
+            repair_config(savedir, state["config"], records.checkpoint_path.name)
         parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = parts.make_network(cfg.network, data.num_classes, data.in_channels,
                                    data.image_size).to(device)

@@ -29,8 +29,10 @@ from taml.run.records import MetricsCSV, RunLog
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "seconds")
 # what a run writes besides its checkpoint: a fresh start refuses a folder holding them
+# (the figures by name: a user's own plot.png in the folder is not a record of the run)
 RECORDS = ("config.json", "train.log", "train_metrics.csv", "eval.json", "weights.json",
-           "test.json", "*.png")
+           "test.json", "confusion.png", "class_weights.png", "weight_curve.png",
+           "corrupted_weight.png")
 
 
 class RunError(Refusal):

@@ -50,7 +50,7 @@ from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import Window, due
+from taml.run.records import Window, due, repair_config
 from taml.run.seeds import Stream, mixed_seed63
 
 
@@ -200,6 +200,8 @@ def _resume(cfg, world, run: _Run, records: RunRecords, device,
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(changes, "step", start, records.checkpoint_path.name):
         records.log.line(line)
+    if world.is_main:  # a corrupt config.json is the checkpoint's again, said so
+        repair_config(records.savedir, cfg.to_dict(), records.checkpoint_path.name)
     if changes:
         records.write_json("config.json", cfg.to_dict())
     return start, {"eval": state["eval"], "weights": state["weights"],
@@ -253,8 +255,10 @@ def _step(cfg, world, run: _Run, step: int) -> tuple[dict[str, float], object]:
 
 def _train(cfg: BiasedConfig, world: World, data, savedir) -> dict:
     device = parts.resolve_device(cfg, world)
-    records = RunRecords(savedir, world.is_main)
     run = _build(cfg, world, data, device)
+    # opened (train.log created) once the run is built: a crash while building left an
+    # empty train.log, another run's record to the same command started again
+    records = RunRecords(savedir, world.is_main)
     # dropout and anything else on torch's global stream: a stream per rank
     torch.manual_seed(mixed_seed63(cfg.seed, Stream.GLOBAL, world.rank))
     watch = ChanceWatch(data.num_classes, run.steps_per_epoch)
@@ -354,21 +358,25 @@ GENERIC_ADVICE = "the step is too large for this network; lower --lr"
 
 def stop_at_chance(records: RunRecords, method: str, epoch: EpochAtChance) -> NoReturn:
     """Ends a run stuck at chance (both loops): the line in train.log, then the error."""
-    message = chance_message(method, epoch)
+    message = chance_message(method, epoch, records.checkpoint_path.is_file())
     records.log.line(f"stopped: {message}")
     records.close()
     raise TrainingDiverged(message)
 
 
-def chance_message(method: str, epoch: EpochAtChance) -> str:
-    """The one line of a run stopped at chance: what was seen, the cause, the flag."""
+def chance_message(method: str, epoch: EpochAtChance, checkpointed: bool = True) -> str:
+    """The one line of a run stopped at chance: what was seen, the cause, the flag. Before
+    its first checkpoint the same --savedir takes the changed command (taml/run/previous.py:
+    a run that saved no model is replaced by the next start)."""
+    where = ("rerun in a new --savedir (the checkpoint holds the stuck model), or add "
+             "--no_chance_check to the same command to train on" if checkpointed else
+             "no checkpoint was saved yet: rerun with the changed flag (the same --savedir "
+             "starts afresh), or add --no_chance_check to train on")
     return (f"{METHOD_NAMES.get(method, method)}'s training accuracy stayed at chance "
             f"({100 * epoch.accuracy:.1f}%, balanced {100 * epoch.balanced_accuracy:.1f}%, "
             f"{epoch.classes} classes; loss {epoch.loss:.3g}, not below the previous "
             f"epoch's {epoch.previous_loss:.3g}; outputs nearly the same for every image) for "
-            f"epoch {epoch.epoch}: "
-            f"{CHANCE_ADVICE.get(method, GENERIC_ADVICE)}; rerun in a new --savedir (the "
-            "checkpoint holds the stuck model), or add --no_chance_check to train on")
+            f"epoch {epoch.epoch}: {CHANCE_ADVICE.get(method, GENERIC_ADVICE)}; {where}")
 
 
 def _log_window(cfg, run: _Run, window: Window, step: int, lr: float, noisy: bool,

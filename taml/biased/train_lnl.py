@@ -51,7 +51,7 @@ from taml.run.errors import TrainingDiverged
 from taml.run.folder import RunDirError, RunLock, check_writable, expand_savedir
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import Window, due
+from taml.run.records import Window, due, repair_config
 from taml.run.seeds import Stream, numpy_stream
 
 PROBE_STEPS = 300
@@ -280,6 +280,8 @@ def _start(cfg: BiasedConfig, records: RunRecords, model: LNLNet, make_trainer,
     records.log.line(f"Resuming from {records.checkpoint_path} at step {state['step']}")
     for line in compat.change_lines(honoured, "step", start, records.checkpoint_path.name):
         records.log.line(line)
+    # a corrupt config.json is the checkpoint's again, said so
+    repair_config(records.savedir, cfg.to_dict(), records.checkpoint_path.name)
     if honoured:
         records.write_json("config.json", cfg.to_dict())
     window.restore(state.get("window"))  # None: saved before windows were kept
@@ -359,6 +361,7 @@ def test(cfg: BiasedConfig) -> dict:
     if not (savedir / "checkpoint.pt").is_file():
         raise RunDirError(f"--savedir {savedir} has no checkpoint.pt; train it first with "
                           "the same flags and --mode train")
+    check_writable(savedir, "--savedir")  # before the data and the test, as training does
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device)
     check_test_size(cfg, data)
@@ -366,6 +369,8 @@ def test(cfg: BiasedConfig) -> dict:
         records = RunRecords(savedir)
         state = records.load_checkpoint("cpu")
         parts.check_compatible(state["config"], cfg, records.checkpoint_path, DEFINING)
+        checkpoint.check_finite(state["model"], records.checkpoint_path)
+        repair_config(savedir, state["config"], records.checkpoint_path.name)
         parts.check_folder(state.get("folder"), parts.folder_listing(cfg), cfg, savedir)
         model = build_model(cfg, data.num_classes, device)
         model.load_state_dict(state["model"])

@@ -196,6 +196,10 @@ def import_folder_classes(source: str | Path, out_dir: Path, image_size: int = 3
 
     source = Path(source).expanduser().resolve()
     classes = scan_folder(source)
+    if len(classes) < 2:  # one class: every prediction right, a 100 % that means nothing
+        raise DatasetError(f"{source} has {len(classes)} class folder "
+                           f"({', '.join(repr(c) for c in classes)}); a classifier needs at "
+                           "least 2: add a sub-folder of images per class")
     recipe = {"version": FOLDER_VERSION, "source": str(source), "image_size": image_size,
               "test_fraction": FOLDER_TEST_FRACTION, "fingerprint": _fingerprint(classes)}
     if recipe_matches(out_dir, FOLDER_MANIFEST, recipe, CLASSIFICATION_SPLITS):

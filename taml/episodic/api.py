@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from taml import validate
 from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import (
@@ -64,11 +65,25 @@ def _objective(loss: torch.Tensor, per_task: dict, outputs) -> MetaObjective:
 
 
 def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support_mask) -> Tasks:
-    """The meta-batch as :class:`Tasks`, checked: ValueError naming the argument to fix."""
+    """The meta-batch as :class:`Tasks`, checked for shape, content and agreement (the rules
+    of :mod:`taml.validate`): ValueError naming the argument to fix."""
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        validate.check_images(name, x)
     if support_x.dim() != 5 or query_x.dim() != 5:
         raise ValueError(f"support_x and query_x must be [tasks, rows, C, H, W], got "
                          f"{tuple(support_x.shape)} and {tuple(query_x.shape)} (one task: "
                          "add a leading dimension with x.unsqueeze(0))")
+    if support_x.shape[0] != query_x.shape[0]:
+        raise ValueError(f"support_x and query_x must hold the same tasks, got "
+                         f"{support_x.shape[0]} and {query_x.shape[0]} (their first dimension)")
+    if support_x.shape[1] == 0 or query_x.shape[1] == 0:
+        raise ValueError(f"every task needs support and query rows, got "
+                         f"{support_x.shape[1]} support and {query_x.shape[1]} query rows: an "
+                         "empty support set adapts nothing, an empty query set has no loss")
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        if tuple(x.shape[2:]) != learner.input_shape:
+            raise ValueError(f"{name}'s rows must be the input_shape {learner.input_shape} "
+                             f"(C, H, W) the learner was built for, got {tuple(x.shape[2:])}")
     if tuple(support_y.shape) != tuple(support_x.shape[:2]):
         raise ValueError(f"support_y must be [tasks, rows] = {tuple(support_x.shape[:2])}, "
                          f"got {tuple(support_y.shape)}")
@@ -89,7 +104,11 @@ def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support
                              "its padding last; reorder the support rows")
         if bool((mask.sum(1) < 1).any()):
             raise ValueError("every task needs at least one real support row (support_mask)")
+    # labels on real rows (padding may hold anything, -1 by convention) in 0..way-1: an
+    # index past the classifier was a silent ln(way) loss, or torch's IndexError
+    validate.check_labels("support_y", support_y, learner.way, real=mask != 0)
     if query_y is not None:
+        validate.check_labels("query_y", query_y, learner.way)
         query_y = query_y.to(torch.int64)
     return Tasks(support_x.to(dtype), support_y.to(torch.int64), mask, query_x.to(dtype),
                  query_y)
@@ -126,6 +145,7 @@ class EpisodicLearner(MetaLearner):
         size). Nothing is changed in place.
         """
         tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
+        kl_sizes = _call_options(tasks, generator, task_batching, kl_sizes)
         outputs = self(tasks, sample=True, generator=generator, task_batching=task_batching)
         loss, per_task = meta_objective(outputs, tasks, kl_sizes)
         return _objective(loss, per_task, outputs)
@@ -149,6 +169,8 @@ class EpisodicLearner(MetaLearner):
         second-order graph is alive at a time; the gradient equals ``meta_objective(...)
         .loss.backward()``'s up to float rounding."""
         tasks = _tasks(self, support_x, support_y, query_x, query_y, support_mask)
+        kl_sizes = _call_options(tasks, generator, task_batching, kl_sizes)
+        validate.check_number("scale", scale, inclusive=True)
         loss, per_task, outputs = self.meta_backward(tasks, generator, kl_sizes, scale,
                                                      task_batching)
         return _objective(loss, per_task, outputs)
@@ -185,6 +207,8 @@ class EpisodicLearner(MetaLearner):
         ``clone()`` + ``adapt()``; under ``torch.no_grad()`` no graph is kept."""
         query_x = support_x[:, :1]
         tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        _call_options(tasks, generator, "auto", None)  # the checks predict makes
+        validate.check_n_steps("n_steps", n_steps)
         balancing, _ = self.posterior_balancing(tasks.support_x, tasks, sample, generator)
         one_task = self._task_function(n_steps)
         outer = {f"backbone.{k}": v for k, v in self.outer_params().items()}
@@ -233,12 +257,13 @@ class EpisodicLearner(MetaLearner):
         (``generator``'s), with 0 the posterior means (MAML and Meta-SGD: deterministic).
         ``n_steps`` overrides the inner steps (the original meta-tests with 10). Runs under
         ``torch.no_grad``: the inner loop still adapts (``torch.func``), no graph is kept."""
-        if n_samples < 0:
-            raise ValueError(f"n_samples must be 0 (posterior means) or more, got {n_samples}")
+        validate.check_count("n_samples", n_samples, 0)  # 0: the posterior means
         if n_samples and self.inference is None:
             raise ValueError("n_samples samples the balancing variables, which this learner "
                              "has none of; use n_samples=0")
         tasks = _tasks(self, support_x, support_y, query_x, None, support_mask)
+        _call_options(tasks, generator, task_batching, None)
+        validate.check_n_steps("n_steps", n_steps)
         if n_samples == 0:
             logits = self(tasks, sample=False, task_batching=task_batching,
                           n_steps=n_steps).query_logits
@@ -276,9 +301,32 @@ class TaskModel(nn.Module):
         return self._functional.forward(adapted, outer, x, None, self._precision)
 
 
-def _input(input_shape: tuple[int, int, int]) -> tuple[int, tuple[int, int]]:
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+def _call_options(tasks: Tasks, generator, task_batching: str,
+                  kl_sizes: torch.Tensor | None) -> torch.Tensor | None:
+    """The options of a call, checked; ``kl_sizes`` as int64 ``[T]``."""
+    validate.check_generator("generator", generator)
+    validate.check_choice("task_batching", task_batching, ("auto", "vmap", "loop"))
+    if kl_sizes is None:
+        return None
+    kl_sizes = torch.as_tensor(kl_sizes)
+    if tuple(kl_sizes.shape) != (tasks.n_tasks,) or kl_sizes.is_floating_point():
+        raise ValueError(f"kl_sizes must be each task's support size N, int [tasks] = "
+                         f"[{tasks.n_tasks}], got {kl_sizes.dtype} {tuple(kl_sizes.shape)}")
+    if bool((kl_sizes < 1).any()):  # a negative N + M flips the KL's sign
+        raise ValueError(f"kl_sizes must be at least 1 (a task's support size), got "
+                         f"{kl_sizes.tolist()}")
+    return kl_sizes.to(torch.int64)
+
+
+def _input(backbone: nn.Module, input_shape: tuple[int, int, int], way: int, n_steps: int,
+           precision: str) -> tuple[int, tuple[int, int]]:
+    """The arguments every constructor shares, checked by the command line's rules
+    (:mod:`taml.validate`), and the backbone probed on ``input_shape``; returns
+    (channels, (height, width))."""
+    validate.check_way("way", way)
+    validate.check_n_steps("n_steps", n_steps)
+    validate.check_precision("precision", precision)
+    validate.check_backbone(backbone, input_shape)
     channels, height, width = (int(v) for v in input_shape)
     return channels, (height, width)
 
@@ -298,10 +346,12 @@ class MAML(EpisodicLearner):
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, inner_lr: float = 0.5, first_order: bool = False,
                  precision: str = "fp32", head: str = "zero"):
-        channels, size = _input(input_shape)
+        validate.check_number("inner_lr", inner_lr)  # --inner_lr's rule
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(), size, way, 1,
                          InnerLoopConfig(n_steps, inner_lr, first_order, precision),
                          backbone=backbone, in_channels=channels, head=head)
+        self.input_shape = (channels, *size)
 
 
 class MetaSGD(EpisodicLearner):
@@ -312,11 +362,13 @@ class MetaSGD(EpisodicLearner):
     def __init__(self, backbone: nn.Module, way: int, input_shape: tuple[int, int, int],
                  n_steps: int = 5, first_order: bool = False, alpha_init: float = ALPHA_INIT,
                  precision: str = "fp32", head: str = "zero"):
-        channels, size = _input(input_shape)
+        validate.check_number("alpha_init", alpha_init)
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(alpha_on=True), size, way, 1,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
                          backbone=backbone, in_channels=channels, alpha_init=alpha_init,
                          head=head)
+        self.input_shape = (channels, *size)
 
 
 class BayesianTAML(EpisodicLearner):
@@ -338,10 +390,15 @@ class BayesianTAML(EpisodicLearner):
                  sigma_init: float = DEFAULT_SIGMA_INIT, alpha_init: float = ALPHA_INIT,
                  omega_reads_statistics: bool = False, seed: int = 0,
                  precision: str = "fp32", head: str = "zero"):
-        channels, size = _input(input_shape)
+        validate.check_number("alpha_init", alpha_init)
+        validate.check_sigma_init("sigma_init", sigma_init)  # the rules of --sigma_init,
+        validate.check_count("max_shot", max_shot)  # --max_shot and --seed
+        validate.check_seed("seed", seed)
+        channels, size = _input(backbone, input_shape, way, n_steps, precision)
         super().__init__(Switches(True, omega, gamma, z), size, way, max_shot,
                          InnerLoopConfig(n_steps, ALPHA_INIT, first_order, precision),
                          omega_reads_statistics=omega_reads_statistics,
                          generator=torch.Generator().manual_seed(seed),
                          sigma_init=sigma_init, backbone=backbone, in_channels=channels,
                          alpha_init=alpha_init, head=head)
+        self.input_shape = (channels, *size)

@@ -8,21 +8,30 @@ message that says what to change.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from taml.episodic.learners import method_name, switches_on
 from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT, ORIGINAL_SIGMA_INIT
-from taml.run.cli import OneLineParser, check_number
+from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
+from taml.validate import (
+    PRECISIONS,
+    check_count,
+    check_n_steps,
+    check_number,
+    check_precision,
+    check_seed,
+    check_sigma_init,
+    check_way,
+)
 
 SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
 # N in each task's KL / (N + M): its real support size, or the padded support length of its
 # meta-batch as the original (taml.episodic.learners.meta_learner.kl_support_sizes)
 KL_NORMALISERS = ("task", "padded")
-# --precision: the base learner's conv blocks in float32, or bfloat16 under autocast; the
-# network maps each name to its dtype (taml.episodic.learners.conv4.PRECISIONS)
-PRECISIONS = ("fp32", "bf16")
+# --precision (PRECISIONS, the API's precision= too: taml/validate.py): the base learner's
+# conv blocks in float32, or bfloat16 under autocast; the network maps each name to its
+# dtype (taml.episodic.learners.conv4.PRECISIONS)
 # --backbone: the base learner's body (taml.episodic.build.build_backbone): the paper's 4-conv
 # net, or ResNet-12 (MetaOptNet / TADAM's 64-160-320-640)
 BACKBONES = ("conv4", "resnet12")
@@ -228,21 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(cfg: Config) -> None:
     """Raises ValueError naming the flag to change for an invalid combination."""
-    if cfg.way < 2:  # before the generic check: 1 is refused too, so "at least 1" misleads
-        raise ValueError(f"--way must be at least 2 for classification, got {cfg.way}")
-    # --n_steps 0 would meta-learn nothing (no adaptation: the loss stays at ln(way))
+    # the rules the API's constructors apply to the same quantities (taml/validate.py)
+    check_way("--way", cfg.way)
+    check_n_steps("--n_steps", cfg.n_steps)
     positive = ["max_shot", "query", "metabatch", "n_train_iters", "n_test_episodes",
-                "save_freq", "val_freq", "n_val_episodes", "print_freq", "log_freq", "n_steps"]
+                "save_freq", "val_freq", "n_val_episodes", "print_freq", "log_freq"]
     for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
+        check_count(f"--{name}", getattr(cfg, name))
     if cfg.tensorboard:
         from taml.run.tensorboard import INSTALL_HINT, tensorboard_available
 
         if not tensorboard_available():
             raise ValueError(INSTALL_HINT)
-    if cfg.seed < 0:  # numpy's generators take no negative seeds
-        raise ValueError(f"--seed must be 0 or more, got {cfg.seed}")
+    check_seed("--seed", cfg.seed)
     if cfg.shards < 0:
         raise ValueError(f"--shards must be 0 (one per process) or more, got {cfg.shards}")
     if cfg.shards and cfg.metabatch % cfg.shards:
@@ -262,11 +269,16 @@ def _check(cfg: Config) -> None:
     if cfg.kl_normaliser not in KL_NORMALISERS:  # argparse checks it; a replace() may not
         raise ValueError(f"--kl_normaliser must be one of {', '.join(KL_NORMALISERS)}, got "
                          f"{cfg.kl_normaliser!r}")
-    if not math.isfinite(cfg.sigma_init) or cfg.sigma_init <= 0:
-        raise ValueError(f"--sigma_init must be a positive finite σ, got {cfg.sigma_init} "
-                         f"(the original's is {ORIGINAL_SIGMA_INIT:.3f})")
+    check_sigma_init("--sigma_init", cfg.sigma_init)
+    check_precision("--precision", cfg.precision)
     for name in ("inner_lr", "meta_lr"):  # nan passes "<= 0": the shared rule tests it
         check_number(f"--{name}", getattr(cfg, name))
+    if cfg.sigma_init != DEFAULT_SIGMA_INIT and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
+        # it would be recorded in config.json, then refused by a resume as a change of what
+        # is learned: a flag of another method, as the biased parser refuses them
+        raise ValueError("--sigma_init sets the balancing variables' posteriors, which "
+                         f"{cfg.method} has none of; switch on --omega_on, --gamma_on or "
+                         "--z_on (Bayesian TAML), or leave the flag out")
     if cfg.n_mc_samples > 0 and not (cfg.omega_on or cfg.gamma_on or cfg.z_on):
         raise ValueError("--n_mc_samples samples the balancing variables; switch on at least "
                          "one of --omega_on --gamma_on --z_on, or use --n_mc_samples 0")

@@ -33,7 +33,7 @@ from taml.run.distributed import SINGLE, World, gather_objects
 from taml.run.folder import check_writable, write_json_atomic
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import RunLog
+from taml.run.records import RunLog, repair_config
 from taml.run.seeds import META_TEST_POSTERIOR_OFFSET, Stream, numpy_stream, shard_generator
 
 
@@ -105,12 +105,15 @@ def _load_checkpoint(savedir: Path, device) -> tuple[Path, dict, str]:
     problem = None
     if best.is_file():
         try:
-            return best, checkpoint.load(best, device, family="episodic"), "best validation score"
+            state = checkpoint.load(best, device, family="episodic")
+            checkpoint.check_finite(state["learner"], best)
+            return best, state, "best validation score"
         except checkpoint.CheckpointError as error:
             if not latest.is_file():
                 raise
             problem = f"{best.name} cannot be read ({error}), so the latest is used"
     state = checkpoint.load(latest, device, family="episodic")
+    checkpoint.check_finite(state["learner"], latest)
     if problem is None:
         n_validated = len(state.get("validation", []))
         problem = (f"{best.name} is missing though {n_validated} validation(s) ran, so the "
@@ -193,6 +196,8 @@ def meta_test(cfg: Config, world: World = SINGLE) -> dict:
     report = {"checkpoint": path.name, "iteration": state["iteration"],
               "n_steps": cfg.n_steps, "n_mc_samples": cfg.n_mc_samples, "results": results,
               **_training_record(savedir, path, state)}
+    if world.is_main:  # the run would vanish from the report with its config.json corrupt
+        repair_config(savedir, report["trained_config"], "the latest checkpoint")
     if settings:
         report["settings"] = settings
     if world.is_main:

@@ -57,7 +57,7 @@ from taml.run.folder import (
 )
 from taml.run.progress import bar as progress_bar
 from taml.run.progress import set_enabled as set_progress
-from taml.run.records import MetricsCSV, RunLog, Window, due
+from taml.run.records import MetricsCSV, RunLog, Window, due, repair_config
 from taml.run.seeds import Stream, numpy_stream, torch_stream
 from taml.run.tensorboard import TensorBoard
 
@@ -311,6 +311,8 @@ def _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes) -> d
             log.line(line)
     else:
         log.line(json.dumps(cfg.to_dict()))
+    if world.is_main and run.start > 1:  # a corrupt config.json rewritten, and said so
+        repair_config(savedir, cfg.to_dict(), latest.name)
     if world.is_main and (run.start == 1 or run.changes):
         write_json_atomic(savedir / "config.json", cfg.to_dict())
     # identical by construction (same seed, same checkpoint); rank 0's values make it certain

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "report.csv", csv_text(tables))
     bar_chart(tables, out / "report.png")
     drawn: set[frozenset] = set()  # Meta-SGD and TAML rows recur in the ablation tables
+    unreadable: dict = {}  # a corrupt train_metrics.csv, validation.json or eval.json
     for table in tables:
         for row in table.rows:
             runs = frozenset(m.test_file for m in row.measurements)
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             drawn.add(runs)
             name = f"{slug(table.name)}_{slug(row.label)}.png"
-            learning_curves(table, row, out / "curves" / name)
+            learning_curves(table, row, out / "curves" / name, unreadable)
+    for note in unreadable.values():
+        print(f"note: {note}", file=sys.stderr)
     print(text)
     print(f"written: {out / 'report.md'}, report.csv, report.png, curves/ ({len(drawn)} "
           "learning-curve figure(s))")

@@ -49,6 +49,9 @@ class Measurement:
     settings: dict
     scores: dict[str, tuple[float, float | None]]
     seed: int
+    # a meta-test's own --n_test_episodes / --seed where they are not the run's ({}: the
+    # run's own test); one test per run is pooled (:func:`_one_test_per_run`)
+    test_only: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,17 @@ def _show(value) -> str:
 
 def _differences(config: dict, trained: dict, family: str) -> list[str]:
     names = sorted(n for n in set(config) | set(trained) if matters(n, family))
-    return [f"{n} {_show(trained.get(n))} in the test, {_show(config.get(n))} in config.json"
+    return [f"{n} {_shown(trained.get(n), config.get(n))} in the test, "
+            f"{_shown(config.get(n), trained.get(n))} in config.json"
             for n in names if config.get(n) != trained.get(n)]
+
+
+def _shown(value, other) -> str:
+    """``value`` as text, with its type where ``other`` reads the same but is not equal
+    (``"4"`` in one file, ``4`` in the other read "4 in the test, 4 in config.json")."""
+    if _show(value) == _show(other):
+        return f"{value!r} ({type(value).__name__})"
+    return _show(value)
 
 
 def _learning_changes(changes, family: str) -> list[str]:
@@ -218,15 +230,6 @@ def judge(family: str, run_dir: Path, config: dict, report: dict,
             return settings, (
                 f"tested after iteration {done} of {planned} (unfinished): rerun the same "
                 "--mode meta_train command to finish it, then --mode meta_test")
-        other = {n: v for n, v in (report.get("settings") or {}).items()
-                 if n in IGNORED["meta"] and v != config.get(n)}
-        if other:
-            own = TEST_NAME.match(path.name)
-            return settings, (
-                "tested with " + ", ".join(f"--{n} {_show(v)} (the run's: "
-                                           f"{_show(config.get(n))})" for n, v in other.items())
-                + f": the same model measured again, not another seed; the run's own test "
-                f"is test_step{own.group(1)}_mc{own.group(2)}.json")
         return settings, None
     step, total = report.get("step"), report.get("total_steps")
     if total is None:
@@ -262,19 +265,71 @@ def _meta_measurement(run_dir: Path, config: dict, path: Path, warnings: list[st
     if reason is not None:
         apart.append(Apart(path, reason))
         return None
+    tested = report.get("settings") or {}
+    # --n_test_episodes and --seed measure the same model again: not the row's settings
+    # (the run's seed stays its seed), but which of a run's tests is pooled
+    test_only = {n: v for n, v in tested.items()
+                 if n in IGNORED["meta"] and v != config.get(n)} if isinstance(tested, dict) else {}
     try:
         settings = {**config, "train_n_steps": config.get("n_steps"),
-                    **(report.get("settings") or {}),
+                    **{n: v for n, v in tested.items() if n not in IGNORED["meta"]},
                     "n_steps": int(report["n_steps"]), "n_mc_samples": int(report["n_mc_samples"])}
         scores = {f"{r['role']}/{r['dataset']}": (float(r["accuracy"]), float(r["ci95"]))
                   for r in report["results"]}
-    except (KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         warnings.append(f"skipped {path}: not a meta-test result (missing or bad {error})")
+        return None
+    if _not_finite(scores, path, apart):
         return None
     for name in ("id_dataset", "ood_dataset"):  # a test's own lists -> tuples, as the config's
         if isinstance(settings.get(name), list):
             settings[name] = tuple(settings[name])
-    return Measurement("meta", run_dir, path, settings, scores, int(settings.get("seed", 0)))
+    return Measurement("meta", run_dir, path, settings, scores, int(settings.get("seed", 0)),
+                       test_only)
+
+
+def _not_finite(scores: dict[str, tuple[float, float | None]], path: Path,
+                apart: list[Apart]) -> bool:
+    """A NaN or infinite score (a diverged model tested) is listed apart, never pooled: one
+    NaN turned the row's mean and spread into nan."""
+    import math
+
+    bad = [name for name, (value, ci) in scores.items()
+           if not math.isfinite(value) or (ci is not None and not math.isfinite(ci))]
+    if bad:
+        apart.append(Apart(path, f"its {', '.join(bad)} is not a finite number (the model "
+                                 "tested had diverged): train it again, then test it"))
+    return bool(bad)
+
+
+def _one_test_per_run(measurements: list[Measurement], config: dict,
+                      apart: list[Apart]) -> list[Measurement]:
+    """A run's meta-tests, one per row: tests that differ only in ``--n_test_episodes`` or
+    ``--seed`` measure the same model again, so one is pooled, by this rule: the run's own
+    test (its settings); without it, the one over the most episodes (then the first by file
+    name). The others are listed apart, naming the one pooled."""
+    rows: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        key = json.dumps({n: _show(v) for n, v in m.settings.items() if matters(n, "meta")},
+                         sort_keys=True)
+        rows.setdefault(key, []).append(m)
+    kept = []
+    for group in rows.values():
+        chosen = min(group, key=lambda m: (
+            bool(m.test_only), -int(m.test_only.get("n_test_episodes",
+                                                    config.get("n_test_episodes", 0)) or 0),
+            m.test_file.name))
+        kept.append(chosen)
+        for m in group:
+            if m is chosen:
+                continue
+            other = m.test_only or {n: config.get(n) for n in ("n_test_episodes",)}
+            apart.append(Apart(m.test_file, (
+                "tested with " + ", ".join(f"--{n} {_show(v)} (the run's: "
+                                           f"{_show(config.get(n))})" for n, v in other.items())
+                + ": the same model measured again, not another seed; the run's pooled test "
+                f"is {chosen.test_file.name}")))
+    return kept
 
 
 BIASED_SCORES = ("accuracy", "balanced_accuracy", "tail_recall")
@@ -314,6 +369,8 @@ def _biased_measurement(run_dir: Path, config: dict, path: Path, warnings: list[
     if "accuracy" not in scores:
         warnings.append(f"skipped {path}: no 'accuracy' (not a --mode test result)")
         return None
+    if _not_finite(scores, path, apart):
+        return None
     return Measurement(family, run_dir, path, config, scores, int(config.get("seed", 0)))
 
 
@@ -343,10 +400,12 @@ def collect(root: Path, progress: bool = False) -> Collection:
                 if m is not None:
                     found.measurements.append(m)
             continue
+        tests = []
         for path in sorted(run_dir.iterdir()):
             if TEST_NAME.match(path.name):
                 found.n_tests += 1
                 m = _meta_measurement(run_dir, config, path, found.warnings, found.apart)
                 if m is not None:
-                    found.measurements.append(m)
+                    tests.append(m)
+        found.measurements += _one_test_per_run(tests, config, found.apart)
     return found

@@ -3,7 +3,8 @@
 Learning curves read each run's ``train_metrics.csv`` (meta: cross_entropy, accuracy per
 iteration; biased: loss, accuracy per step) and ``validation.json`` (meta: ID/OOD accuracy)
 or ``eval.json`` (biased: accuracy, balanced accuracy); a missing or unreadable file leaves
-its panel empty rather than stopping the report.
+its panel empty rather than stopping the report, and an unreadable one is named in a note
+(``notes``: one line per file, printed by the report's command).
 """
 
 from __future__ import annotations
@@ -46,31 +47,45 @@ def bar_chart(tables: list[Table], path: Path) -> None:
     plt.close(fig)
 
 
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
+def _unreadable(path: Path, problem: str, notes: dict[Path, str]) -> None:
+    notes.setdefault(path, f"{path} cannot be read ({problem}): its learning curve is left "
+                           "out of the report")
+
+
+def _read_csv(path: Path, notes: dict[Path, str]) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        _unreadable(path, f"{type(error).__name__}: {str(error)[:80]}", notes)
         return {}
 
 
-def _read_list(path: Path) -> list[dict]:
+def _read_list(path: Path, notes: dict[Path, str]) -> list[dict]:
+    if not path.is_file():
+        return []
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        _unreadable(path, f"{type(error).__name__}: {str(error)[:80]}", notes)
         return []
-    return data if isinstance(data, list) else []
+    if not isinstance(data, list):
+        _unreadable(path, f"a JSON {type(data).__name__}, not a list", notes)
+        return []
+    return data
 
 
-def _meta_panels(run_dir: Path) -> dict[str, tuple]:
-    metrics = _read_csv(run_dir / "train_metrics.csv")
+def _meta_panels(run_dir: Path, notes: dict[Path, str]) -> dict[str, tuple]:
+    metrics = _read_csv(run_dir / "train_metrics.csv", notes)
     panels = {}
     if "iteration" in metrics:
         panels["train cross-entropy"] = (metrics["iteration"], metrics.get("cross_entropy"))
         if "accuracy" in metrics:
             panels["train accuracy (%)"] = (metrics["iteration"], 100 * metrics["accuracy"])
-    history = [h for h in _read_list(run_dir / "validation.json") if isinstance(h, dict)]
+    history = [h for h in _read_list(run_dir / "validation.json", notes) if isinstance(h, dict)]
     for role in ("id", "ood"):
         names = sorted({n for h in history for n in (h.get(role) or {})})
         for name in names:
@@ -80,14 +95,14 @@ def _meta_panels(run_dir: Path) -> dict[str, tuple]:
     return panels
 
 
-def _biased_panels(run_dir: Path) -> dict[str, tuple]:
-    metrics = _read_csv(run_dir / "train_metrics.csv")
+def _biased_panels(run_dir: Path, notes: dict[Path, str]) -> dict[str, tuple]:
+    metrics = _read_csv(run_dir / "train_metrics.csv", notes)
     panels = {}
     if "step" in metrics:
         panels["train loss"] = (metrics["step"], metrics.get("loss"))
         if "accuracy" in metrics:
             panels["train accuracy (%)"] = (metrics["step"], 100 * metrics["accuracy"])
-    evals = [e for e in _read_list(run_dir / "eval.json") if isinstance(e, dict)]
+    evals = [e for e in _read_list(run_dir / "eval.json", notes) if isinstance(e, dict)]
     for key in ("accuracy", "balanced_accuracy"):
         points = [(e["step"], 100 * e[key]) for e in evals if key in e and "step" in e]
         if points:
@@ -95,11 +110,13 @@ def _biased_panels(run_dir: Path) -> dict[str, tuple]:
     return panels
 
 
-def learning_curves(table: Table, row: Row, path: Path) -> bool:
+def learning_curves(table: Table, row: Row, path: Path,
+                    notes: dict[Path, str] | None = None) -> bool:
     """One PNG for one row (a group of runs, one line per seed); False when no run of the
-    row has any curve to draw."""
+    row has any curve to draw. ``notes`` collects a line per unreadable file."""
     read = _meta_panels if table.family == "meta" else _biased_panels
-    runs = [(m.seed, m.run_dir, read(m.run_dir)) for m in row.measurements]
+    notes = {} if notes is None else notes
+    runs = [(m.seed, m.run_dir, read(m.run_dir, notes)) for m in row.measurements]
     titles = list(dict.fromkeys(t for _, _, panels in runs for t in panels))
     if not titles:
         return False

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from taml.run.folder import RunDirError, atomic_writer
+
+# what a fresh start may delete, recognised by content: taml/run/previous.py
+from taml.run.previous import previous_records, remove_records  # noqa: F401
 
 LATEST = "checkpoint.pt"
 BEST = "best.pt"
@@ -74,40 +74,22 @@ def load(path: Path | str, device: torch.device | str = "cpu", *,
     return state
 
 
-def previous_records(savedir: Path | str, records: Iterable[str], config: dict,
-                     force: bool) -> list[Path]:
-    """The files of another run that a fresh start (no ``checkpoint.pt``) in ``savedir``
-    would otherwise mix with its own (an old ``best.pt`` that meta-test would read, an old
-    ``validation.json``, a ``train.log`` appended to...): ``records`` are a family's glob
-    patterns. With ``force``, or when the folder's ``config.json`` is this command's (the
-    same run started again after failing before its first checkpoint), they are returned
-    for :func:`remove_records`; otherwise the start is refused with one line naming them.
-    Empty when a checkpoint is there to resume (the resume checks it)."""
-    savedir = Path(savedir)
-    if (savedir / LATEST).exists() or not savedir.is_dir():
-        return []
-    found = sorted({path for pattern in records for path in savedir.glob(pattern)})
-    if not found or force or _saved_config(savedir) == config:
-        return found
-    names = ", ".join(path.name for path in found[:4])
-    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
-    raise RunDirError(f"--savedir {savedir} holds another run's records ({names}{more}) but "
-                      "no checkpoint.pt to resume; a new run would mix with them: choose "
-                      "another --savedir, or add --force to delete them and start afresh")
+def check_finite(weights: dict, path: Path | str) -> None:
+    """Refuses a checkpoint whose weights (a state dict, or a dict of them) are not all
+    finite: a NaN model meta-tests at chance with a CI of 0 and tests at 1/K, which the
+    report would pool as a result. Names the checkpoint and the first bad tensor."""
+    for key, value in _tensors(weights):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"checkpoint {path} holds non-finite weights ({key}): it is no model to "
+                "test; train the run again from an earlier checkpoint, or with a lower "
+                "learning rate in a new --savedir")
 
 
-def _saved_config(savedir: Path) -> dict | None:
-    try:
-        return json.loads((savedir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def remove_records(paths: list[Path]) -> None:
-    """Deletes what :func:`previous_records` returned (files, and folders such as
-    ``tensorboard/``)."""
-    for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def _tensors(tree, prefix: str = ""):
+    """(dotted key, tensor) of every tensor in nested dicts."""
+    if torch.is_tensor(tree):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))

@@ -8,11 +8,13 @@ diverged run; 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 
 from taml.run.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_REFUSED
+
+# the number rules are the API's too (one set for both): taml/validate.py
+from taml.validate import check_number  # noqa: F401
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,27 +23,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
-
-
-def check_number(flag: str, value: float | None, *, minimum: float = 0.0,
-                 inclusive: bool = False, below: float | None = None) -> None:
-    """Raises ValueError naming ``flag`` and ``value`` unless ``value`` is finite and above
-    ``minimum`` (or equal to it, ``inclusive``) and under ``below`` when given; None (a flag
-    left to its method's default) passes. NaN passes every comparison (``nan <= 0`` is
-    False), so finiteness is tested first: one rule for both families' parsers."""
-    if value is None:
-        return
-    low = value >= minimum if inclusive else value > minimum
-    if math.isfinite(value) and low and (below is None or value < below):
-        return
-    if below is not None:
-        rule = f"a finite number in {'[' if inclusive else '('}{minimum:g}, {below:g})"
-    elif minimum == 0:
-        rule = "a finite number of 0 or more" if inclusive else "a positive finite number"
-    else:
-        rule = f"a finite number of at least {minimum:g}" if inclusive else (
-            f"a finite number above {minimum:g}")
-    raise ValueError(f"{flag} must be {rule}, got {value}")
 
 
 def check_path_flag(flag: str, value: str | None,

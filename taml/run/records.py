@@ -134,6 +134,31 @@ class Window:
         return self.busy / max(self.steps, 1)
 
 
+def repair_config(savedir: Path | str, config: dict, source: str) -> bool:
+    """Rewrites ``savedir``'s ``config.json`` from ``config`` (the checkpoint's) when it is
+    there but not a readable JSON object (a crash or an editor left it corrupt, and the
+    report would lose the run), with one ``note:`` line naming it and ``source``; True when
+    it did. A missing file is left missing (a fresh start writes it)."""
+    import json
+    import sys
+
+    from taml.run.folder import write_json_atomic
+
+    path = Path(savedir) / "config.json"
+    if not path.is_file():
+        return False
+    try:
+        if isinstance(json.loads(path.read_text()), dict):
+            return False
+        problem = "not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"
+    write_json_atomic(path, config)
+    print(f"note: {path} could not be read ({problem}); rewritten from {source}",
+          file=sys.stderr)
+    return True
+
+
 def due(step: int, every: int, last: int) -> bool:
     """Whether step ``step`` logs / evaluates / saves: every ``every`` steps, and the last."""
     return step % every == 0 or step == last

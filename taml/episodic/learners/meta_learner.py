@@ -294,8 +294,11 @@ class MetaLearner(nn.Module):
         balancing, kl = self.posterior_balancing(support_x, tasks, sample, generator)
         one_task = self._task_function(n_steps)
         if self._resolve_batching(task_batching, support_x) == "vmap":
-            logits = vmap(one_task)(balancing, support_x, tasks.support_labels, support_mask,
-                                    query_x, query_x.new_ones(query_x.shape[:2]))
+            # randomness="different": a backbone's dropout draws its own mask per task, as
+            # the loop path's one task at a time does (the default refuses any random op)
+            logits = vmap(one_task, randomness="different")(
+                balancing, support_x, tasks.support_labels, support_mask, query_x,
+                query_x.new_ones(query_x.shape[:2]))
         else:
             # one task at a time, each cut to its real rows: no work spent on padding
             sizes = tasks.support_sizes.tolist()

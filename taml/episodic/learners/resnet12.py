@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taml import validate
+
 CHANNELS = (64, 160, 320, 640)  # MetaOptNet's and TADAM's widths
 LEAK = 0.1  # MetaOptNet's leaky ReLU slope
 
@@ -74,6 +76,8 @@ class ResNet12(nn.Module):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"ResNet-12 has 4 blocks: give 4 channel widths, got {channels}")
+        for name, value in (("in_channels", in_channels), *(("channels", c) for c in channels)):
+            validate.check_count(name, value, 1)  # a zero width failed inside torch's init
         generator = generator or torch.Generator().manual_seed(0)
         widths = (in_channels, *channels)
         self.blocks = nn.Sequential(*(ResidualBlock(widths[i], widths[i + 1], generator)
