@@ -457,7 +457,7 @@ def test_backbone_resnet12_is_recorded_and_a_change_is_refused(data_root, tmp_pa
     assert any(line.split()[-2:] == ["l16", "dense"]
                for line in (savedir / "train.log").read_text().splitlines())
     learner = checkpoint.load(savedir / checkpoint.LATEST)["learner"]
-    assert "backbone.blocks.3.conv3.weight" in learner and "theta.conv1_w" not in learner
+    assert "backbone.blocks.3.conv3.weight" in learner and "backbone.conv1.weight" not in learner
     with pytest.raises(IncompatibleRun, match="backbone"):
         meta_test(parse_config([*common, "--mode", "meta_test", "--alpha_on", "--gamma_on"]))
 

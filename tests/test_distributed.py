@@ -62,7 +62,8 @@ def rounding_noise_only(key: str) -> bool:
     on the order of the sums (tasks one by one, shards, ranks); Adam turns that noise into
     steps of up to the learning rate. They change no output, so runs that sum in another
     order agree on every other parameter, not on these."""
-    return key.startswith(("theta.conv", "alpha.conv")) and key.endswith("_b")
+    return (key.startswith("backbone.conv") and key.endswith(".bias")) or (
+        key.startswith("alpha.conv") and key.endswith("__bias"))
 
 
 def assert_same_parameters(a_dir, b_dir, atol=1e-6, rtol=0.0, other_sum_order=False):
@@ -157,6 +158,6 @@ def test_training_with_a_backward_per_task_equals_one_backward_per_meta_batch(
     meta_train(config(data_root, tmp_path / "per_task", *flags))
     monkeypatch.setattr(MetaLearner, "meta_backward", whole_meta_batch_backward)
     meta_train(config(data_root, tmp_path / "at_once", *flags))
-    assert learner_state(tmp_path / "per_task")["theta.conv1_w"].dtype == torch.float64
+    assert learner_state(tmp_path / "per_task")["backbone.conv1.weight"].dtype == torch.float64
     assert_same_parameters(tmp_path / "per_task", tmp_path / "at_once", atol=1e-12,
                            rtol=1e-9, other_sum_order=True)
