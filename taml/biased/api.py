@@ -140,19 +140,24 @@ class ReweightingStep:
     def needs_meta_batch(self) -> bool:
         return bool(self.method.needs_meta_batch)
 
+    def _checked(self, batch: Batch, meta_batch: Batch | None, call: str) -> tuple:
+        """``(x, y, meta_x, meta_y)`` checked against this step's classes; the meta pair is
+        None for the methods that read no meta batch."""
+        x, y = _pair(batch, "batch", self.num_classes)
+        if not self.needs_meta_batch:
+            return x, y, None, None
+        if meta_batch is None:
+            raise ValueError(f"{self.method.name} needs a meta batch: call {call}(batch, "
+                             "meta_batch) with a small clean, balanced batch")
+        return (x, y, *_pair(meta_batch, "meta_batch", self.num_classes))
+
     def compute(self, batch: Batch, meta_batch: Batch | None = None) -> StepOutput:
         """The first half of a step: zeroes the model's gradients, runs the method's step
         (lookahead and meta-update, if any) and backpropagates the real loss, so that the
         model's ``.grad`` hold the real step's gradient; the optimiser has not stepped.
         Returns the method's ``StepOutput`` (loss, detached logits ``[B, K]``, example
         weights ``[B]``) as tensors."""
-        x, y = _pair(batch, "batch", self.num_classes)
-        meta_x = meta_y = None
-        if self.needs_meta_batch:
-            if meta_batch is None:
-                raise ValueError(f"{self.method.name} needs a meta batch: call "
-                                 "step(batch, meta_batch) with a small clean, balanced batch")
-            meta_x, meta_y = _pair(meta_batch, "meta_batch", self.num_classes)
+        x, y, meta_x, meta_y = self._checked(batch, meta_batch, "step")
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)
         out = self.method.step(self.model, x, y, meta_x, meta_y, lr=lr,
@@ -173,13 +178,7 @@ class ReweightingStep:
         global random state (dropout) are all left as they were. Costs a step and a copy
         of the model. ``sync`` is not called (it is a collective across processes): under
         torchrun these are this process's weights before the meta-gradients are averaged."""
-        x, y = _pair(batch, "batch")
-        meta_x = meta_y = None
-        if self.needs_meta_batch:
-            if meta_batch is None:
-                raise ValueError(f"{self.method.name} needs a meta batch: call "
-                                 "weights(batch, meta_batch) with the meta batch of the step")
-            meta_x, meta_y = _pair(meta_batch, "meta_batch")
+        x, y, meta_x, meta_y = self._checked(batch, meta_batch, "weights")
         lr = float(self.optimizer.param_groups[0]["lr"])
         # one deepcopy of both keeps what they share (MW-Net's V, placed by the model) shared
         model, method = copy.deepcopy((self.model, self.method))
