@@ -262,7 +262,7 @@ BAD_STEPS = {
 @pytest.mark.parametrize("case", list(BAD_STEPS))
 def test_a_bad_step_argument_names_it(case):
     """One ValueError naming the argument and the fix, before the model or the method's
-    state is stepped (taml/validate.py's rules, the CLI's for the same numbers)."""
+    state is stepped (taml/run/validate.py's rules, the CLI's for the same numbers)."""
     call, message = BAD_STEPS[case]
     with pytest.raises((ValueError, TypeError), match=message):
         call()

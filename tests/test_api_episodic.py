@@ -344,7 +344,7 @@ BAD_CALLS = {
 @pytest.mark.parametrize("case", list(BAD_CALLS))
 def test_a_bad_call_names_its_argument(case):
     """Tensors are checked for content and agreement, not only for shape: one ValueError
-    or TypeError naming the argument, before any computation (taml/validate.py)."""
+    or TypeError naming the argument, before any computation (taml/run/validate.py)."""
     entry, arguments, message = BAD_CALLS[case]
     learner = BayesianTAML(small_conv(), 3, (3, 8, 8), max_shot=2, n_steps=1)
     with pytest.raises((ValueError, TypeError), match=message):

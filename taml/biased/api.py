@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from taml import validate
 from taml.biased.methods.class_balanced import ClassBalanced
 from taml.biased.methods.erm import ERM
 from taml.biased.methods.focal import Focal
@@ -38,6 +37,7 @@ from taml.biased.methods.lnl import LNLStats, LNLStep
 from taml.biased.methods.mwnet import MWNet, WeightingNet
 from taml.biased.methods.protocol import Method, MethodHyper, StepOutput, Sync, no_sync
 from taml.biased.methods.tml import TML
+from taml.run import validate
 
 Batch = Sequence[torch.Tensor]  # (x [B, C, H, W] float, y [B] int64)
 
@@ -68,7 +68,7 @@ class StepStats:
 
 def _pair(batch: Batch, what: str,
           num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` of a batch, checked by :mod:`taml.validate`'s rules: float inputs, int64
+    """``(x, y)`` of a batch, checked by :mod:`taml.run.validate`'s rules: float inputs, int64
     labels of 0 or more (below ``num_classes`` when the method knows it), at least one
     example (an empty batch divided by zero; an empty meta batch gave every weight 0)."""
     if not isinstance(batch, list | tuple) or len(batch) != 2 or not all(

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 
 from taml.run.cli import OneLineParser, check_path_flag
-from taml.validate import check_count, check_number, check_seed
+from taml.run.validate import check_count, check_number, check_seed
 
 METHODS = ("erm", "class_balanced", "focal", "tml", "l2rw", "mwnet", "lnl")
 DATASETS = ("glyphs", "digits", "mnist", "cifar10", "cifar100")
@@ -268,7 +268,7 @@ def _check(cfg: BiasedConfig) -> None:
     """Raises ValueError naming the flag to change."""
     positive = ["batch_size", "meta_batch_size", "epochs", "n_train", "meta_per_class",
                 "eval_every", "log_every", "save_every", "meta_every", "mwnet_hidden"]
-    for name in positive:  # the API's rules for the same quantities (taml/validate.py)
+    for name in positive:  # the API's rules for the same quantities (taml/run/validate.py)
         check_count(f"--{name}", getattr(cfg, name))
     check_count("--steps", cfg.steps)
     check_seed("--seed", cfg.seed)

@@ -43,7 +43,7 @@ from taml.biased.evaluate import (
     write_test_report,
 )
 from taml.biased.records import RECORDS, RunError, RunRecords, check_batch_size, kept_checkpoint
-from taml.run import checkpoint, compat, distributed
+from taml.run import compat, distributed, previous
 from taml.run.chance import ChanceWatch, EpochAtChance, output_spread
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
@@ -103,7 +103,7 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
     check_writable(savedir, "--savedir")
     if world.is_main:  # (other ranks would see rank 0's new train.log under torchrun)
         # another run's records in a folder without a checkpoint: refused before any work
-        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+        previous.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     data = parts.load_data(cfg)  # bad recipes stop here, before any folder is made
     check_batch_size(cfg.batch_size, len(data.train.labels))
     check_shards(cfg, world, len(data.meta.labels))
@@ -117,11 +117,11 @@ def train(cfg: BiasedConfig, world: World = SINGLE) -> dict:
 def replace_previous(savedir, cfg: BiasedConfig) -> None:
     """A fresh start deletes the records of the run before (--force, or the same command
     after a failure before its first checkpoint) and says so."""
-    previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
-    checkpoint.remove_records(previous)
-    if previous:
+    stale = previous.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+    previous.remove_records(stale)
+    if stale:
         print(f"note: deleted the previous records in {savedir} "
-              f"({', '.join(p.name for p in previous)}) to start afresh", file=sys.stderr)
+              f"({', '.join(p.name for p in stale)}) to start afresh", file=sys.stderr)
 
 
 @dataclass

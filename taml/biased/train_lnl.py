@@ -44,7 +44,7 @@ from taml.biased.evaluate import (
 from taml.biased.methods.lnl import PROBE_MIN_IMAGES, LNLNet, LNLTrainer, colour_probe
 from taml.biased.records import RECORDS, RunRecords, check_batch_size, kept_checkpoint
 from taml.biased.train import replace_previous, stop_at_chance
-from taml.run import checkpoint, compat
+from taml.run import checkpoint, compat, previous
 from taml.run.chance import ChanceWatch, output_spread
 from taml.run.distributed import SINGLE
 from taml.run.errors import TrainingDiverged
@@ -144,7 +144,7 @@ def train(cfg: BiasedConfig, *, train_per_class: int | None = None,
     savedir = expand_savedir(cfg.resolved_savedir, "--savedir")
     check_writable(savedir, "--savedir")
     # another run's records in a folder without a checkpoint: refused before any work
-    checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+    previous.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = parts.resolve_device(cfg, SINGLE)
     data = load_lnl_data(cfg, device, train_per_class)  # bad recipes stop before any file
     check_batch_size(cfg.batch_size, len(data.train_labels))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from taml import validate
+from taml.episodic.learners.backbone import check_backbone
 from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT
 from taml.episodic.learners.inner_loop import InnerLoopConfig
 from taml.episodic.learners.meta_learner import (
@@ -39,6 +39,7 @@ from taml.episodic.learners.meta_learner import (
     Tasks,
     meta_objective,
 )
+from taml.run import validate
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _objective(loss: torch.Tensor, per_task: dict, outputs) -> MetaObjective:
 
 def _tasks(learner: MetaLearner, support_x, support_y, query_x, query_y, support_mask) -> Tasks:
     """The meta-batch as :class:`Tasks`, checked for shape, content and agreement (the rules
-    of :mod:`taml.validate`): ValueError naming the argument to fix."""
+    of :mod:`taml.run.validate`): ValueError naming the argument to fix."""
     for name, x in (("support_x", support_x), ("query_x", query_x)):
         validate.check_images(name, x)
     if support_x.dim() != 5 or query_x.dim() != 5:
@@ -321,12 +322,12 @@ def _call_options(tasks: Tasks, generator, task_batching: str,
 def _input(backbone: nn.Module, input_shape: tuple[int, int, int], way: int, n_steps: int,
            precision: str) -> tuple[int, tuple[int, int]]:
     """The arguments every constructor shares, checked by the command line's rules
-    (:mod:`taml.validate`), and the backbone probed on ``input_shape``; returns
+    (:mod:`taml.run.validate`), and the backbone probed on ``input_shape``; returns
     (channels, (height, width))."""
     validate.check_way("way", way)
     validate.check_n_steps("n_steps", n_steps)
     validate.check_precision("precision", precision)
-    validate.check_backbone(backbone, input_shape)
+    check_backbone(backbone, input_shape)
     channels, height, width = (int(v) for v in input_shape)
     return channels, (height, width)
 

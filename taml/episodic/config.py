@@ -14,7 +14,7 @@ from taml.episodic.learners import method_name, switches_on
 from taml.episodic.learners.bayesian_taml import DEFAULT_SIGMA_INIT, ORIGINAL_SIGMA_INIT
 from taml.run.cli import OneLineParser
 from taml.run.folder import RunDirError, expand_savedir
-from taml.validate import (
+from taml.run.validate import (
     PRECISIONS,
     check_count,
     check_n_steps,
@@ -29,7 +29,7 @@ SAMPLER_MODES = {"both": 1, "class": 2, "task": 3}  # the original's modes 1/2/3
 # N in each task's KL / (N + M): its real support size, or the padded support length of its
 # meta-batch as the original (taml.episodic.learners.meta_learner.kl_support_sizes)
 KL_NORMALISERS = ("task", "padded")
-# --precision (PRECISIONS, the API's precision= too: taml/validate.py): the base learner's
+# --precision (PRECISIONS, the API's precision= too: taml/run/validate.py): the base learner's
 # conv blocks in float32, or bfloat16 under autocast; the network maps each name to its
 # dtype (taml.episodic.learners.conv4.PRECISIONS)
 # --backbone: the base learner's body (taml.episodic.build.build_backbone): the paper's 4-conv
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(cfg: Config) -> None:
     """Raises ValueError naming the flag to change for an invalid combination."""
-    # the rules the API's constructors apply to the same quantities (taml/validate.py)
+    # the rules the API's constructors apply to the same quantities (taml/run/validate.py)
     check_way("--way", cfg.way)
     check_n_steps("--n_steps", cfg.n_steps)
     positive = ["max_shot", "query", "metabatch", "n_train_iters", "n_test_episodes",

@@ -44,7 +44,7 @@ from taml.episodic.resume import (
     initialised_with,
     upgrade_learner_state,
 )
-from taml.run import checkpoint, compat, distributed
+from taml.run import checkpoint, compat, distributed, previous
 from taml.run.compat import IncompatibleRun
 from taml.run.distributed import SINGLE, World
 from taml.run.errors import TrainingDiverged
@@ -165,7 +165,7 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     if world.is_main:
         check_writable(savedir, "--savedir")  # before the data and the iterations
         # another run's records in a folder without a checkpoint: refused before any work
-        checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+        previous.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
     device = resolve_device(cfg, world)
     id_train = samplers_for(cfg, cfg.id_dataset, "train")
     id_val = samplers_for(cfg, cfg.id_dataset, "valid")
@@ -174,11 +174,11 @@ def meta_train(cfg: Config, world: World = SINGLE) -> dict:
     # one run per folder: a second one would interleave logs, CSV rows and checkpoints
     with RunLock(savedir) if world.is_main else contextlib.nullcontext():
         if world.is_main:  # --force, or the same command after an early failure
-            previous = checkpoint.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
-            checkpoint.remove_records(previous)
-            if previous:
+            stale = previous.previous_records(savedir, RECORDS, cfg.to_dict(), cfg.force)
+            previous.remove_records(stale)
+            if stale:
                 print(f"note: deleted the previous records in {savedir} "
-                      f"({', '.join(p.name for p in previous)}) to start afresh",
+                      f"({', '.join(p.name for p in stale)}) to start afresh",
                       file=sys.stderr)
         try:
             return _train(cfg, world, savedir, device, id_train, id_val, ood_val, classes)

@@ -8,9 +8,6 @@ import torch
 
 from taml.run.folder import RunDirError, atomic_writer
 
-# what a fresh start may delete, recognised by content: taml/run/previous.py
-from taml.run.previous import previous_records, remove_records  # noqa: F401
-
 LATEST = "checkpoint.pt"
 BEST = "best.pt"
 # what a user calls each family's runs, and the modes that make them

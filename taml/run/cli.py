@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from taml.run.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_REFUSED
 
-# the number rules are the API's too (one set for both): taml/validate.py
-from taml.validate import check_number  # noqa: F401
+# the number rules are the API's too (one set for both): taml/run/validate.py
+from taml.run.validate import check_number  # noqa: F401
 
 
 class OneLineParser(argparse.ArgumentParser):

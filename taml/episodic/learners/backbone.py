@@ -34,6 +34,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
+from taml.run import validate
+
 Params = dict[str, torch.Tensor]
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 BATCH_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -259,3 +261,51 @@ def feature_size(backbone: ModuleBackbone, input_shape: tuple[int, ...]) -> int:
     x = torch.zeros(2, *input_shape, dtype=reference.dtype, device=reference.device)
     with torch.no_grad():
         return backbone.features(params, backbone.outer_params(), x, None).shape[1]
+
+
+def check_backbone(backbone, input_shape: tuple[int, int, int]) -> None:
+    """The episodic learners' backbone: an ``nn.Module`` of conv / linear / batch-norm
+    layers that maps ``[N, *input_shape]`` to one features tensor ``[N, ...]``. Probed once
+    on zeros in eval mode (batch norm reads its running statistics and updates none;
+    dropout off), so that a wrong ``input_shape`` or a module that returns a tuple is named
+    here instead of failing inside the learner's first forward."""
+    if not isinstance(backbone, nn.Module):
+        raise TypeError(f"backbone must be a torch.nn.Module mapping [N, C, H, W] to features "
+                        f"[N, D] (taml.Conv4(), taml.ResNet12(), or yours), got "
+                        f"{type(backbone).__name__}")
+    unsupported = [f"{name or 'the backbone'} ({type(sub).__name__})"
+                   for name, sub in backbone.named_modules()
+                   if any(True for _ in sub.parameters(recurse=False))
+                   and not isinstance(sub, LAYER_TYPES + BATCH_NORM_TYPES)]
+    if unsupported:
+        raise BackboneError(
+            f"the backbone's layers {', '.join(unsupported)} have parameters but are not "
+            "nn.Conv*, nn.Linear or batch norm: the inner loop adapts conv and linear layers "
+            "and meta-learns batch norm; build the backbone from those layers")
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+    for value in input_shape:
+        validate.check_count("input_shape's sizes", value, 1)
+    reference = next(backbone.parameters(), None)
+    x = torch.zeros(2, *(int(v) for v in input_shape),
+                    dtype=reference.dtype if reference is not None else None,
+                    device=reference.device if reference is not None else None)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(x)
+    except (RuntimeError, ValueError, IndexError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ValueError(f"the backbone cannot take inputs of input_shape {tuple(input_shape)} "
+                         f"(channels, height, width): {detail}. Give the input_shape of "
+                         "your images, with the channels the backbone's first layer "
+                         "expects") from None
+    finally:
+        backbone.train(was_training)
+    if not torch.is_tensor(out):
+        raise BackboneError(f"the backbone returns a {type(out).__name__}, not one features "
+                            "tensor [N, D]: make its forward return the features alone")
+    if out.dim() < 2 or out.shape[0] != 2 or out[0].numel() == 0:
+        raise BackboneError(f"the backbone maps inputs [2, {', '.join(map(str, input_shape))}]"
+                            f" to {tuple(out.shape)}, not to features [2, D]")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taml import validate
+from taml.run import validate
 
 CHANNELS = (64, 160, 320, 640)  # MetaOptNet's and TADAM's widths
 LEAK = 0.1  # MetaOptNet's leaky ReLU slope
