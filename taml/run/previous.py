@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from taml.run.checkpoint import LATEST, CheckpointError, load
 from taml.run.folder import RunDirError
 
 # the first column of each family's train_metrics.csv (taml.episodic.train.METRIC_COLUMNS,
@@ -42,8 +43,6 @@ def previous_records(savedir: Path | str, records: Iterable[str], config: dict,
     :func:`remove_records` when this start may replace them (module docstring); otherwise
     the start is refused with one line naming them. Empty when a checkpoint is there to
     resume (the resume checks it)."""
-    from taml.run.checkpoint import LATEST
-
     savedir = Path(savedir)
     if (savedir / LATEST).exists() or not savedir.is_dir():
         return []
@@ -140,7 +139,6 @@ def is_taml_record(path: Path, family: str) -> bool:
         with open(path, "rb") as handle:
             return handle.read(len(PNG_MAGIC)) == PNG_MAGIC
     if name.endswith(".pt"):
-        from taml.run.checkpoint import CheckpointError, load
 
         try:
             load(path, family=family)
